@@ -1,0 +1,177 @@
+"""The course's data sets: the county arrest data and the simulated faculty salaries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["data_dir", "load_arrests", "simulate_faculty", "load_faculty", "ARRESTS_SHA256"]
+
+ARRESTS_SHA256 = "2dd7a7cf1d1eca517c97aba09aaefbbfebd27816e1a9de18a0de6d11689fadbe"
+ARRESTS_COLUMNS = {
+    "year": "integer",
+    "stusps": "string",
+    "fips": "integer",
+    "pop_tot": "integer",
+    "violent_arrest_per1000": "float",
+    "pop_pct_pov": "float",
+}
+
+#: Department parameters of the faculty simulation: base salary and annual raise.
+FACULTY_DEPARTMENTS = {
+    "sociology": (40_000, 2_000),
+    "biology": (50_000, 500),
+    "english": (60_000, 500),
+    "informatics": (70_000, 1_700),
+    "statistics": (80_000, 500),
+}
+FACULTY_SEED = 2023
+
+
+def data_dir() -> Path:
+    """The course's ``data/`` folder.
+
+    Looked up in this order: the ``MLM_DATA_DIR`` environment variable, the
+    ``data/`` folder of the repository this package sits in (a checkout, an
+    editable install, Binder, or a Colab clone), then ``./data`` and
+    ``../data`` relative to the working directory.
+    """
+    candidates = []
+    if os.environ.get("MLM_DATA_DIR"):
+        candidates.append(Path(os.environ["MLM_DATA_DIR"]))
+    candidates.append(Path(__file__).resolve().parent.parent / "data")
+    candidates += [Path.cwd() / "data", Path.cwd().parent / "data"]
+    for c in candidates:
+        if (c / "violent_arrest_data.csv").is_file():
+            return c
+    raise FileNotFoundError(
+        "Could not find the course's data/ folder (looked in: "
+        + ", ".join(str(c) for c in candidates)
+        + "). Run from a checkout of the course repository or set MLM_DATA_DIR."
+    )
+
+
+def load_arrests(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """County violent-arrest rates and poverty, 2011 and 2016 (lecture B's data).
+
+    Parameters
+    ----------
+    path : path-like, optional
+        A CSV with the same columns; default ``data/violent_arrest_data.csv``.
+
+    Returns
+    -------
+    DataFrame
+        4,286 rows (county-years) with columns ``year``, ``stusps`` (state
+        postal code, 50 states and DC), ``fips``, ``pop_tot``,
+        ``violent_arrest_per1000`` and ``pop_pct_pov``.
+
+    Notes
+    -----
+    Source: the public course repository ``intermediate_stats`` by Frank
+    Edwards (School of Criminal Justice, Rutgers-Newark), file
+    ``data/violent_arrest_data.csv``. R equivalent:
+    ``readr::read_csv("data/violent_arrest_data.csv")``.
+
+    Examples
+    --------
+    >>> from mlmhelpers import load_arrests
+    >>> load_arrests().shape
+    (4286, 6)
+    """
+    path = Path(path) if path is not None else data_dir() / "violent_arrest_data.csv"
+    df = pd.read_csv(path, dtype={"stusps": str})
+    missing = [c for c in ARRESTS_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {missing}; expected {list(ARRESTS_COLUMNS)}.")
+    for col, kind in ARRESTS_COLUMNS.items():
+        if kind in ("integer", "float") and not pd.api.types.is_numeric_dtype(df[col]):
+            raise ValueError(f"Column {col!r} of {path} should be numeric, got {df[col].dtype}.")
+    return df
+
+
+def simulate_faculty(
+    n_per_department: int = 20,
+    departments: dict[str, tuple[float, float]] | None = None,
+    noise: float = 0.1,
+    max_experience: int = 10,
+    seed: int | None = FACULTY_SEED,
+) -> pd.DataFrame:
+    """Simulate faculty salaries by department (lecture A's data-generating process).
+
+    Each person gets a department (departments cycle row by row), years of
+    experience ``floor(U(0, max_experience))``, and a base salary and
+    annual raise equal to the department's values each multiplied by its own
+    ``U(1 - noise, 1 + noise)`` factor. Salary is ``base + experience × raise``.
+
+    Parameters
+    ----------
+    n_per_department : int, default 20
+    departments : dict, optional
+        ``{name: (base_salary, annual_raise)}``; default
+        :data:`FACULTY_DEPARTMENTS` (sociology 40,000/2,000, biology
+        50,000/500, english 60,000/500, informatics 70,000/1,700, statistics
+        80,000/500).
+    noise : float, default 0.1
+        Half-width of the multiplicative uniform noise.
+    max_experience : int, default 10
+    seed : int or None, default 2023
+        Seed of :func:`numpy.random.default_rng`; the same seed gives the same
+        data on every machine.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``department``, ``experience``, ``base``, ``raise_``,
+        ``salary``; ``base`` and ``raise_`` are each person's true values.
+
+    Notes
+    -----
+    The lecture's R script sets no seed, so its printed coefficients cannot
+    be reproduced exactly; the shape of the results can.
+
+    Examples
+    --------
+    >>> from mlmhelpers import simulate_faculty
+    >>> df = simulate_faculty()
+    >>> df.shape, df.department.value_counts().tolist()
+    ((100, 5), [20, 20, 20, 20, 20])
+    """
+    deps = dict(FACULTY_DEPARTMENTS if departments is None else departments)
+    if not deps:
+        raise ValueError("departments must name at least one department.")
+    if n_per_department < 1:
+        raise ValueError("n_per_department must be at least 1.")
+    if not 0 <= noise < 1:
+        raise ValueError("noise must be in [0, 1).")
+    rng = np.random.default_rng(seed)
+    names = list(deps)
+    n = n_per_department * len(names)
+    dept = np.array([names[i % len(names)] for i in range(n)])
+    base0 = np.array([deps[d][0] for d in dept], dtype=float)
+    raise0 = np.array([deps[d][1] for d in dept], dtype=float)
+    experience = np.floor(rng.uniform(0, max_experience, n)).astype(int)
+    base = base0 * rng.uniform(1 - noise, 1 + noise, n)
+    raise_ = raise0 * rng.uniform(1 - noise, 1 + noise, n)
+    salary = base + experience * raise_
+    return pd.DataFrame({"department": dept, "experience": experience, "base": base.round(2),
+                         "raise_": raise_.round(2), "salary": salary.round(2)})
+
+
+def load_faculty(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The simulated faculty data shipped as ``data/faculty_salaries.csv``.
+
+    It is exactly ``simulate_faculty()`` with the default seed, written with
+    ``DataFrame.to_csv(index=False)``; a test regenerates it byte for byte.
+
+    Examples
+    --------
+    >>> from mlmhelpers import load_faculty
+    >>> load_faculty().columns.tolist()
+    ['department', 'experience', 'base', 'raise_', 'salary']
+    """
+    path = Path(path) if path is not None else data_dir() / "faculty_salaries.csv"
+    return pd.read_csv(path)

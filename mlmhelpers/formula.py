@@ -1,0 +1,500 @@
+"""Parse ``lme4`` model formulas and build design matrices.
+
+Only the random-effect terms ``( ... | group )`` and ``( ... || group )`` are
+parsed here. Everything else (the response, the fixed-effect part, the
+expressions inside a random term) is handed to :mod:`formulaic`, a maintained
+formula library, so ``C()``, interactions, ``-1``/``0 +`` and transformations
+such as ``np.log(x)`` behave as documented there. R's ``factor(x)`` is
+accepted as a synonym of ``C(x)`` and columns are named the way R names them
+(``(Intercept)``, ``factor(stusps)AL``) so that tables read like R output.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, model_matrix
+from formulaic.errors import FormulaicError
+
+__all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "DesignMatrices", "build_design"]
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One random-effect term ``(expr | group)``.
+
+    Attributes
+    ----------
+    expr : str
+        The model expression left of the bar, e.g. ``"1 + x"``.
+    group : str
+        The grouping variable right of the bar.
+    correlated : bool
+        ``False`` for the double-bar form ``(expr || group)``, which lme4
+        expands into one uncorrelated term per column.
+    """
+
+    expr: str
+    group: str
+    correlated: bool = True
+
+    def __str__(self) -> str:
+        bar = "|" if self.correlated else "||"
+        return f"({self.expr} {bar} {self.group})"
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """A formula split into response, fixed part and random terms."""
+
+    response: str
+    fixed: str
+    random: tuple[RandomTerm, ...] = field(default_factory=tuple)
+    formula: str = ""
+
+
+_FACTOR_RE = re.compile(r"(?<![\w.])factor\(")
+
+
+def _to_formulaic(expr: str) -> str:
+    """Translate R spellings that formulaic does not know (``factor(x)``)."""
+    return _FACTOR_RE.sub("C(", expr)
+
+
+def _split_top_level(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` characters that are not inside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"Malformed formula: unbalanced ')' in {text!r}.")
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth != 0:
+        raise ValueError(f"Malformed formula: unbalanced '(' in {text!r}.")
+    parts.append(text[start:])
+    return parts
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Split an ``lme4`` formula into response, fixed part and random terms.
+
+    Parameters
+    ----------
+    formula : str
+        A formula such as ``"y ~ x + (1 + x | g)"``.
+
+    Returns
+    -------
+    ParsedFormula
+
+    Raises
+    ------
+    ValueError
+        If the formula has no ``~``, no response, unbalanced brackets, or a
+        bar term that is not of the form ``(expr | group)``.
+
+    Examples
+    --------
+    >>> from mlmhelpers.formula import parse_formula
+    >>> p = parse_formula("salary ~ experience + (1 + experience | department)")
+    >>> p.response, p.fixed, str(p.random[0])
+    ('salary', 'experience', '(1 + experience | department)')
+
+    Notes
+    -----
+    R's lme4 does the same split with ``lme4::findbars()`` and
+    ``lme4::nobars()``.
+    """
+    if not isinstance(formula, str):
+        raise TypeError(f"formula must be a string, got {type(formula).__name__}.")
+    sides = _split_top_level(formula, "~")
+    if len(sides) != 2:
+        raise ValueError(
+            f"Malformed formula {formula!r}: expected exactly one '~' separating "
+            "the response from the predictors, e.g. 'y ~ x + (1 | g)'."
+        )
+    response, rhs = sides[0].strip(), sides[1].strip()
+    if not response:
+        raise ValueError(f"Malformed formula {formula!r}: no response left of '~'.")
+    if not rhs:
+        raise ValueError(f"Malformed formula {formula!r}: nothing right of '~'.")
+
+    fixed_terms: list[str] = []
+    random_terms: list[RandomTerm] = []
+    for raw in _split_top_level(rhs, "+"):
+        term = raw.strip()
+        if not term:
+            raise ValueError(f"Malformed formula {formula!r}: empty term between '+' signs.")
+        inner = _strip_outer_parens(term)
+        if inner is not None and "|" in _top_level_chars(inner):
+            random_terms.append(_parse_bar(inner, formula))
+        elif "|" in _top_level_chars(term):
+            raise ValueError(
+                f"Malformed formula {formula!r}: the random-effect term {term!r} "
+                "must be wrapped in parentheses, e.g. '(1 | g)'."
+            )
+        else:
+            fixed_terms.append(term)
+    fixed = " + ".join(fixed_terms) if fixed_terms else "1"
+    return ParsedFormula(response=response, fixed=fixed, random=tuple(random_terms), formula=formula)
+
+
+def _strip_outer_parens(term: str) -> str | None:
+    """Return the inside of ``( ... )`` if the parentheses enclose the whole term."""
+    if not (term.startswith("(") and term.endswith(")")):
+        return None
+    depth = 0
+    for i, ch in enumerate(term):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(term) - 1:
+            return None
+    return term[1:-1]
+
+
+def _top_level_chars(text: str) -> str:
+    """The characters of ``text`` that lie outside any brackets."""
+    out, depth = [], 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def _parse_bar(inner: str, formula: str) -> RandomTerm:
+    correlated = "||" not in inner
+    parts = inner.split("||") if not correlated else _split_top_level(inner, "|")
+    if len(parts) != 2:
+        raise ValueError(
+            f"Malformed random-effect term '({inner})' in {formula!r}: expected "
+            "'(expr | group)' or '(expr || group)' with exactly one bar."
+        )
+    expr, group = parts[0].strip(), parts[1].strip()
+    if not expr:
+        raise ValueError(
+            f"Malformed random-effect term '({inner})' in {formula!r}: nothing left of "
+            "the bar; write '(1 | g)' for a random intercept."
+        )
+    if not re.fullmatch(r"[A-Za-z_.][\w.]*", group):
+        raise ValueError(
+            f"Malformed random-effect term '({inner})' in {formula!r}: the grouping "
+            f"factor must be a single column name, got {group!r} (nested or crossed "
+            "grouping factors such as 'a/b' or 'a:b' are not supported yet)."
+        )
+    return RandomTerm(expr=expr, group=group, correlated=correlated)
+
+
+# --------------------------------------------------------------------------- #
+# Column names in R style
+# --------------------------------------------------------------------------- #
+
+_LEVEL_RE = re.compile(r"^(?P<var>.*)\[T\.(?P<level>.*)\]$")
+_FULLRANK_RE = re.compile(r"^(?P<var>.*)\[(?P<level>.*)\]$")
+
+
+def r_column_name(name: str, used_factor: bool = True) -> str:
+    """Translate a formulaic column name into the name R would print.
+
+    ``Intercept`` becomes ``(Intercept)``; a treatment-coded level
+    ``C(g)[T.b]`` becomes ``factor(g)b`` (R's ``factor(g)`` spelling) and
+    ``g[T.b]`` becomes ``gb``; interaction parts are translated one by one.
+
+    Examples
+    --------
+    >>> from mlmhelpers.formula import r_column_name
+    >>> r_column_name("C(stusps)[T.AL]")
+    'factor(stusps)AL'
+    >>> r_column_name("Intercept")
+    '(Intercept)'
+    """
+    if name == "Intercept":
+        return "(Intercept)"
+    parts = []
+    for part in _split_top_level(name, ":"):
+        m = _LEVEL_RE.match(part) or _FULLRANK_RE.match(part)
+        if m:
+            var = m.group("var")
+            if used_factor and var.startswith("C(") and var.endswith(")"):
+                var = "factor(" + var[2:]
+            part = f"{var}{m.group('level')}"
+        parts.append(part)
+    return ":".join(parts)
+
+
+# --------------------------------------------------------------------------- #
+# Design matrices
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class DesignMatrices:
+    """Numeric arrays for one model, ready for fitting.
+
+    Attributes
+    ----------
+    y : ndarray (n,)
+    X : ndarray (n, p)
+    x_names : list of str
+    Z : ndarray (n, q) or None
+        Random-effect columns (one block per random term), ``None`` for lm.
+    z_names : list of str
+    z_blocks : list of tuple
+        ``(start, stop, correlated)`` column ranges of ``Z`` that share a
+        covariance block.
+    groups : ndarray (n,) of int or None
+        Group index of each row, into ``levels``.
+    levels : pandas.Index or None
+    group_name : str or None
+    n_dropped : int
+        Rows dropped because of missing values.
+    row_index : pandas.Index
+        Index labels (of the caller's data) of the rows used.
+    x_spec, z_specs
+        formulaic model specs, to build matrices for new data.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    x_names: list[str]
+    Z: np.ndarray | None
+    z_names: list[str]
+    z_blocks: list[tuple[int, int, bool]]
+    groups: np.ndarray | None
+    levels: pd.Index | None
+    group_name: str | None
+    n_dropped: int
+    row_index: pd.Index
+    x_spec: object
+    z_specs: list[object]
+    dropped_columns: list[str] = field(default_factory=list)
+
+
+def _required_variables(expr: str) -> set[str]:
+    try:
+        return set(Formula(_to_formulaic(expr)).required_variables)
+    except FormulaicError as exc:  # pragma: no cover - message passthrough
+        raise ValueError(f"Malformed formula term {expr!r}: {exc}") from None
+
+
+def _check_columns(data: pd.DataFrame, names: set[str], where: str) -> None:
+    missing = sorted(n for n in names if n not in data.columns)
+    if missing:
+        raise ValueError(
+            f"Column(s) {', '.join(repr(m) for m in missing)} used in the {where} "
+            f"are not in the data. Available columns: {', '.join(map(str, data.columns))}."
+        )
+
+
+def _matrix(expr: str, data: pd.DataFrame, where: str):
+    try:
+        return model_matrix(_to_formulaic(expr), data, na_action="raise")
+    except FormulaicError as exc:
+        raise ValueError(f"Could not build the {where} from {expr!r}: {exc}") from None
+
+
+def build_design(
+    parsed: ParsedFormula,
+    data: pd.DataFrame,
+    *,
+    require_random: bool,
+) -> DesignMatrices:
+    """Validate ``data`` and build the arrays for ``parsed``.
+
+    Rows with a missing value in any variable the model uses are dropped, as
+    R's default ``na.action = na.omit`` does, and a warning says how many.
+    The caller's DataFrame is never modified.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+    if len(data) == 0:
+        raise ValueError("data is empty: the model needs at least one row.")
+    if require_random and not parsed.random:
+        raise ValueError(
+            f"The formula {parsed.formula!r} has no random-effect term such as "
+            "'(1 | group)'; use mlmhelpers.lm() for a model without random effects."
+        )
+    if not require_random and parsed.random:
+        raise ValueError(
+            f"The formula {parsed.formula!r} has random-effect terms; use mlmhelpers.lmer()."
+        )
+    groups_used = sorted({t.group for t in parsed.random})
+    if len(groups_used) > 1:
+        raise NotImplementedError(
+            "Models with more than one grouping factor "
+            f"({', '.join(groups_used)}) are not supported yet; use one grouping factor."
+        )
+
+    resp_vars = _required_variables(parsed.response)
+    fixed_vars = _required_variables(parsed.fixed)
+    rand_vars: set[str] = set()
+    for t in parsed.random:
+        rand_vars |= _required_variables(t.expr)
+    _check_columns(data, resp_vars, "response")
+    _check_columns(data, fixed_vars, "fixed effects")
+    _check_columns(data, rand_vars, "random effects")
+    _check_columns(data, set(groups_used), "grouping factor")
+
+    used = sorted(resp_vars | fixed_vars | rand_vars | set(groups_used))
+    frame = data.loc[:, used]
+    incomplete = frame.isna().any(axis=1).to_numpy()
+    n_dropped = int(incomplete.sum())
+    if n_dropped == len(frame):
+        raise ValueError("Every row has a missing value in a model variable; nothing to fit.")
+    if n_dropped:
+        cols = [c for c in used if frame[c].isna().any()]
+        warnings.warn(
+            f"Dropped {n_dropped} of {len(frame)} rows with missing values "
+            f"(in {', '.join(cols)}), as R's na.omit does.",
+            UserWarning,
+            stacklevel=3,
+        )
+        frame = frame.loc[~incomplete]
+
+    # Response -------------------------------------------------------------
+    if parsed.response in frame.columns:
+        ycol = frame[parsed.response]
+        if not pd.api.types.is_numeric_dtype(ycol) or pd.api.types.is_bool_dtype(ycol):
+            raise TypeError(
+                f"The response {parsed.response!r} must be numeric, got dtype {ycol.dtype}."
+            )
+        y = ycol.to_numpy(dtype=float)
+    else:
+        ymat = _matrix("0 + " + parsed.response, frame, "response")
+        if ymat.shape[1] != 1:
+            raise TypeError(f"The response {parsed.response!r} must be a single numeric column.")
+        y = np.asarray(ymat, dtype=float).ravel()
+    if not np.all(np.isfinite(y)):
+        raise ValueError(
+            f"The response {parsed.response!r} has {int((~np.isfinite(y)).sum())} "
+            "infinite value(s); remove or recode them before fitting."
+        )
+
+    # Fixed effects --------------------------------------------------------
+    xm = _matrix(parsed.fixed, frame, "fixed-effects design")
+    X = np.asarray(xm, dtype=float)
+    x_names = [r_column_name(c, "factor(" in parsed.fixed) for c in xm.columns]
+    if not np.all(np.isfinite(X)):
+        raise ValueError("The fixed-effects design matrix has infinite values.")
+    if X.shape[1] == 0:
+        raise ValueError(f"The formula {parsed.formula!r} has no fixed-effect columns.")
+    X, x_names, dropped = _drop_rank_deficient(X, x_names)
+
+    if not parsed.random:
+        return DesignMatrices(
+            y=y, X=X, x_names=x_names, Z=None, z_names=[], z_blocks=[], groups=None,
+            levels=None, group_name=None, n_dropped=n_dropped, row_index=frame.index,
+            x_spec=xm.model_spec, z_specs=[], dropped_columns=dropped,
+        )
+
+    # Grouping factor --------------------------------------------------------
+    gname = groups_used[0]
+    codes, levels = pd.factorize(frame[gname], sort=True)
+    levels = pd.Index(levels, name=gname)
+    if len(levels) < 2:
+        raise ValueError(
+            f"The grouping factor {gname!r} has a single level ({levels[0]!r}); a "
+            "random effect needs at least two groups."
+        )
+    if len(levels) >= len(y):
+        raise ValueError(
+            f"The grouping factor {gname!r} has {len(levels)} levels for {len(y)} "
+            "observations; random effects are not identifiable from the residual "
+            "(lme4: 'number of levels of each grouping factor must be < number of observations')."
+        )
+
+    # Random-effect columns ---------------------------------------------------
+    z_cols, z_names, z_blocks, z_specs = [], [], [], []
+    start = 0
+    for term in parsed.random:
+        zm = _matrix(term.expr, frame, f"random-effects design of {term}")
+        names = [r_column_name(c, "factor(" in term.expr) for c in zm.columns]
+        Zt = np.asarray(zm, dtype=float)
+        if Zt.shape[1] == 0:
+            raise ValueError(f"The random-effect term {term} has no columns.")
+        if not np.all(np.isfinite(Zt)):
+            raise ValueError(f"The random-effect term {term} has infinite values.")
+        dup = set(names) & set(z_names)
+        if dup:
+            raise ValueError(
+                f"The random-effect column(s) {sorted(dup)} appear in more than one term "
+                f"for {gname!r}; each column may vary by group only once."
+            )
+        z_cols.append(Zt)
+        z_names.extend(names)
+        z_specs.append(zm.model_spec)
+        if term.correlated:
+            z_blocks.append((start, start + Zt.shape[1], True))
+        else:
+            for k in range(Zt.shape[1]):
+                z_blocks.append((start + k, start + k + 1, False))
+        start += Zt.shape[1]
+    Z = np.hstack(z_cols)
+    return DesignMatrices(
+        y=y, X=X, x_names=x_names, Z=Z, z_names=z_names, z_blocks=z_blocks,
+        groups=codes.astype(np.intp), levels=levels, group_name=gname,
+        n_dropped=n_dropped, row_index=frame.index, x_spec=xm.model_spec,
+        z_specs=z_specs, dropped_columns=dropped,
+    )
+
+
+def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Drop columns that are linear combinations of earlier ones (as lme4 does)."""
+    from scipy.linalg import qr
+
+    p = X.shape[1]
+    if p == 0:
+        return X, names, []
+    # Greedy left-to-right: a column is kept if it adds to the span of the kept ones.
+    _, R, piv = qr(X, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(R))
+    tol = diag.max() * max(X.shape) * np.finfo(float).eps if diag.size else 0.0
+    rank = int((diag > tol).sum())
+    if rank == p:
+        return X, names, []
+    keep: list[int] = []
+    for j in range(p):
+        cand = keep + [j]
+        if np.linalg.matrix_rank(X[:, cand], tol=None) == len(cand):
+            keep.append(j)
+    dropped = [names[j] for j in range(p) if j not in keep]
+    warnings.warn(
+        f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+        f"column(s): {', '.join(dropped)}",
+        UserWarning,
+        stacklevel=4,
+    )
+    return X[:, keep], [names[j] for j in keep], dropped
+
+
+def new_fixed_matrix(design: DesignMatrices, newdata: pd.DataFrame) -> np.ndarray:
+    """Fixed-effects matrix of ``newdata`` built with the fitted model's spec."""
+    mm = design.x_spec.get_model_matrix(newdata, na_action="raise")
+    names = [r_column_name(c, True) for c in mm.columns]
+    names_plain = [r_column_name(c, False) for c in mm.columns]
+    out = np.empty((len(newdata), len(design.x_names)))
+    for k, name in enumerate(design.x_names):
+        if name in names:
+            out[:, k] = np.asarray(mm.iloc[:, names.index(name)], dtype=float)
+        else:
+            out[:, k] = np.asarray(mm.iloc[:, names_plain.index(name)], dtype=float)
+    return out
+
+
+def new_random_matrix(design: DesignMatrices, newdata: pd.DataFrame) -> np.ndarray:
+    """Random-effects matrix ``Z`` of ``newdata`` (columns as in the fit)."""
+    parts = [np.asarray(spec.get_model_matrix(newdata, na_action="raise"), dtype=float)
+             for spec in design.z_specs]
+    return np.hstack(parts)
