@@ -1,11 +1,30 @@
-"""mlmhelpers: lme4-compatible linear mixed models, tidy tables and plots for the course."""
+"""mlmhelpers: lme4-compatible linear mixed models, tidy tables and plots.
 
+The helper package of the course *Multilevel Models in Python*. Names follow
+R so that lme4 users find what they know: ``lmer``, ``lm``, ``fixef``,
+``ranef``, ``coef``, ``se_fixef``, ``se_ranef``, ``varcorr``, ``tidy``.
+"""
+
+from .book import glue
 from .datasets import load_arrests, load_faculty, simulate_faculty
 from .fit import ConvergenceWarning, SingularFitWarning, lmer
+from .inference import (coef, coef_intervals, confint, fixef, icc, is_singular, ranef, se_coef,
+                        se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts)
+from .lm import LmResult, lm
 from .results import LmerResult
+from .tidy import aic, anova, bic, glance, shrinkage_table, tidy
 
 __all__ = [
-    "lmer", "LmerResult", "ConvergenceWarning", "SingularFitWarning",
+    # fitting
+    "lmer", "lm", "LmerResult", "LmResult", "ConvergenceWarning", "SingularFitWarning",
+    # accessors (lme4 / arm names)
+    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma",
+    "is_singular", "confint", "coef_intervals", "icc", "group_intercepts",
+    # tables and comparison (broom / stats names)
+    "tidy", "glance", "aic", "bic", "anova", "shrinkage_table",
+    # book
+    "glue",
+    # data
     "load_arrests", "load_faculty", "simulate_faculty",
 ]
 __version__ = "0.1.0"

@@ -96,6 +96,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, data_name: str 
     result = LmerResult(parsed=parsed, design=design, tmap=tmap, sol=sol, opt=opt, REML=bool(REML),
                         data_name=data_name or "data")
     result._stats_cache = stats
+    result._data = data  # a reference, for anova() refits; never modified
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=2)
     elif not opt.converged:

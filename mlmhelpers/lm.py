@@ -163,4 +163,6 @@ def lm(formula: str, data: pd.DataFrame, *, data_name: str | None = None) -> LmR
     if design.X.shape[1] >= design.X.shape[0]:
         raise ValueError(f"{design.X.shape[1]} coefficients for {design.X.shape[0]} observations: too few observations.")
     fit = sm.OLS(design.y, design.X).fit()
-    return LmResult(parsed=parsed, design=design, sm=fit, data_name=data_name or "data")
+    result = LmResult(parsed=parsed, design=design, sm=fit, data_name=data_name or "data")
+    result._data = data  # a reference, never modified
+    return result

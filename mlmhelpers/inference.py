@@ -1,0 +1,254 @@
+"""R-style accessor functions and interval helpers for fitted models.
+
+Each function mirrors the R function of the same name, so chapter code reads
+like the R it replaces: ``fixef(m)``, ``ranef(m)``, ``coef(m)``,
+``se_ranef(m)``. They work on :class:`~mlmhelpers.LmerResult` and, where R
+allows it, on :class:`~mlmhelpers.LmResult`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .lm import LmResult
+from .results import LmerResult
+
+__all__ = [
+    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma",
+    "is_singular", "confint", "coef_intervals", "icc", "group_intercepts",
+]
+
+
+def _need_lmer(model, fname: str) -> LmerResult:
+    if not isinstance(model, LmerResult):
+        raise TypeError(f"{fname}() needs a model fitted by lmer(), got {type(model).__name__}.")
+    return model
+
+
+def _need_model(model, fname: str):
+    if not isinstance(model, (LmerResult, LmResult)):
+        raise TypeError(f"{fname}() needs a model fitted by lmer() or lm(), got {type(model).__name__}.")
+    return model
+
+
+def fixef(model: LmerResult) -> pd.Series:
+    """Fixed-effect estimates (R: ``lme4::fixef(m)``).
+
+    Examples
+    --------
+    >>> from mlmhelpers import lmer, fixef, load_arrests
+    >>> m = lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", load_arrests())
+    >>> fixef(m).round(4).to_dict()
+    {'(Intercept)': 1.8611, 'pop_pct_pov': 0.1334}
+    """
+    return _need_lmer(model, "fixef").fixef
+
+
+def ranef(model: LmerResult) -> pd.DataFrame:
+    """Conditional modes of the random effects, groups × terms (R: ``ranef(m)$g``)."""
+    return _need_lmer(model, "ranef").ranef
+
+
+def coef(model) -> pd.Series | pd.DataFrame:
+    """Coefficients, as R's ``coef()``.
+
+    For an ``lmer`` fit: fixed plus random effects per group
+    (``coef(m)$g``), a DataFrame. For an ``lm`` fit: the coefficient Series.
+    """
+    return _need_model(model, "coef").coef
+
+
+def vcov(model) -> pd.DataFrame:
+    """Covariance matrix of the fixed effects / coefficients (R: ``vcov(m)``)."""
+    return _need_model(model, "vcov").vcov
+
+
+def se_fixef(model: LmerResult) -> pd.Series:
+    """Standard errors of the fixed effects (R: ``arm::se.fixef(m)``)."""
+    return _need_lmer(model, "se_fixef").se_fixef
+
+
+def se_ranef(model: LmerResult) -> pd.DataFrame:
+    """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)$g``).
+
+    Examples
+    --------
+    >>> from mlmhelpers import lmer, se_ranef, load_faculty
+    >>> m = lmer("salary ~ experience + (1 | department)", load_faculty())
+    >>> se_ranef(m).shape
+    (5, 1)
+    """
+    return _need_lmer(model, "se_ranef").se_ranef
+
+
+def se_coef(model: LmResult) -> pd.Series:
+    """Standard errors of an ``lm`` fit's coefficients (R: ``arm::se.coef(m)``)."""
+    if not isinstance(model, LmResult):
+        raise TypeError("se_coef() needs a model fitted by lm(); for lmer() use se_fixef() and se_ranef().")
+    return model.se_coef
+
+
+def varcorr(model: LmerResult) -> pd.DataFrame:
+    """Variance components (R: ``as.data.frame(lme4::VarCorr(m))``)."""
+    return _need_lmer(model, "varcorr").varcorr
+
+
+def sigma(model) -> float:
+    """Residual standard deviation (R: ``sigma(m)``)."""
+    return _need_model(model, "sigma").sigma
+
+
+def is_singular(model: LmerResult) -> bool:
+    """Whether the fit is singular (R: ``lme4::isSingular(m)``)."""
+    return _need_lmer(model, "is_singular").is_singular
+
+
+def confint(model, level: float = 0.95) -> pd.DataFrame:
+    """Wald confidence intervals for the fixed effects / coefficients.
+
+    For ``lm`` fits the t distribution with the residual degrees of freedom is
+    used (R: ``confint(m)``); for ``lmer`` fits the normal distribution (R:
+    ``confint(m, method = "Wald")``, which reports only the fixed effects).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``lower`` and ``upper``, indexed by term.
+    """
+    _need_model(model, "confint")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}.")
+    if isinstance(model, LmResult):
+        est, se = model.coef, model.se_coef
+        crit = stats.t.ppf(0.5 + level / 2, model.df_resid)
+    else:
+        est, se = model.fixef, model.se_fixef
+        crit = stats.norm.ppf(0.5 + level / 2)
+    return pd.DataFrame({"lower": est - crit * se, "upper": est + crit * se})
+
+
+def coef_intervals(model: LmerResult, term: str = "(Intercept)", k: float = 2.0) -> pd.DataFrame:
+    """Each group's coefficient ± ``k`` conditional standard errors.
+
+    Lecture A's interval table: ``coef(m)$g[, term] ± k * se.ranef(m)$g[, term]``.
+
+    Parameters
+    ----------
+    model : LmerResult
+    term : str
+        A random-effect term, e.g. ``"(Intercept)"`` or ``"experience"``.
+    k : float, default 2
+        Half-width in standard errors.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``estimate``, ``std_error``, ``lower``, ``upper``, indexed by group.
+
+    Notes
+    -----
+    R equivalent::
+
+        coefs <- coef(m)$g[, term]; ses <- se.ranef(m)$g[, term]
+        data.frame(lower = coefs - 2 * ses, upper = coefs + 2 * ses)
+    """
+    m = _need_lmer(model, "coef_intervals")
+    if term not in m.ranef.columns:
+        raise ValueError(f"{term!r} is not a random-effect term of this model; choose from {list(m.ranef.columns)}.")
+    if not (np.isfinite(k) and k > 0):
+        raise ValueError(f"k must be a positive number, got {k}.")
+    est = m.coef[term]
+    se = m.se_ranef[term]
+    return pd.DataFrame({"estimate": est, "std_error": se, "lower": est - k * se, "upper": est + k * se})
+
+
+def icc(model: LmerResult) -> float:
+    """Adjusted intraclass correlation, as ``performance::icc(m)$ICC_adjusted``.
+
+    For a random-intercept model this is σ²_α / (σ²_α + σ²): the share of the
+    variance left after the fixed effects that lies between groups. It
+    divides *variances*, not standard deviations.
+
+    For models with random slopes the group-level variance depends on the
+    predictor; like the ``performance`` package (Nakagawa, Johnson &
+    Schielzeth 2017; Johnson 2014) we use its average over the observed
+    rows, mean over i of z_iᵀ Σ z_i, where z_i is row i of the random-effects
+    design and Σ the random-effect covariance matrix.
+
+    Examples
+    --------
+    >>> from mlmhelpers import lmer, icc, load_arrests
+    >>> m = lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", load_arrests())
+    >>> round(icc(m), 3)
+    0.295
+    """
+    m = _need_lmer(model, "icc")
+    lam = m.sol.Lambda
+    cov = m.sigma**2 * lam @ lam.T
+    Z = m.design.Z
+    var_re = float(np.mean(np.einsum("ni,ij,nj->n", Z, cov, Z)))
+    return var_re / (var_re + m.sigma**2)
+
+
+def group_intercepts(model: LmResult, group: str) -> pd.DataFrame:
+    """Each group's intercept from a fixed-effects (no-pooling) ``lm`` fit.
+
+    With treatment coding, ``lm(y ~ x + factor(g))`` estimates the reference
+    group's intercept as ``(Intercept)`` and every other group's as
+    ``(Intercept) + factor(g)level``. This returns those sums with standard
+    errors from the coefficient covariance matrix (the SE of a sum includes
+    the covariance of its two terms).
+
+    Parameters
+    ----------
+    model : LmResult
+        A fit with an intercept and ``factor(group)`` (or ``C(group)``).
+    group : str
+        The grouping column, e.g. ``"stusps"``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``estimate``, ``std_error``, ``n`` (rows in the fit), indexed
+        by group level (reference level first, then in R's level order).
+
+    Notes
+    -----
+    R equivalent: ``b <- coef(m); b[1] + c(0, b[grep("factor(g)", names(b), fixed = TRUE)])``.
+    """
+    if not isinstance(model, LmResult):
+        raise TypeError(f"group_intercepts() needs a model fitted by lm(), got {type(model).__name__}.")
+    names = model.design.x_names
+    if "(Intercept)" not in names:
+        raise ValueError("The model has no intercept; group intercepts are then its factor coefficients.")
+    prefixes = [f"factor({group})", f"C({group})", group]
+    dummies = {}
+    for pre in prefixes:
+        found = {n[len(pre):]: n for n in names if n.startswith(pre) and ":" not in n and n != pre}
+        if found:
+            dummies = found
+            break
+    if not dummies:
+        raise ValueError(f"No coefficients for factor({group}) in the model; terms are {names}.")
+    if group not in model._data.columns:
+        raise ValueError(f"{group!r} is not a column of the model's data.")
+    used = model._data.loc[model.design.row_index, group].astype(str)
+    counts = used.value_counts()
+    levels = sorted(counts.index)
+    ref = [lv for lv in levels if lv not in dummies]
+    if len(ref) != 1:
+        raise ValueError(f"Could not identify the reference level of {group!r}.")
+    b, V = model.coef, model.vcov
+    i0 = "(Intercept)"
+    rows = {ref[0]: (b[i0], np.sqrt(V.loc[i0, i0]))}
+    for lv, name in dummies.items():
+        est = b[i0] + b[name]
+        var = V.loc[i0, i0] + V.loc[name, name] + 2 * V.loc[i0, name]
+        rows[lv] = (est, np.sqrt(var))
+    order = [ref[0]] + [lv for lv in levels if lv != ref[0]]
+    out = pd.DataFrame([rows[lv] for lv in order], index=pd.Index(order, name=group),
+                       columns=["estimate", "std_error"])
+    out["n"] = counts.reindex(order).to_numpy()
+    return out
