@@ -24,7 +24,8 @@ import numpy as np
 from scipy import optimize
 from scipy.linalg import cho_solve, solve_triangular
 
-__all__ = ["SufficientStats", "ThetaMap", "PLSSolution", "sufficient_stats", "pls", "criterion", "optimize_theta"]
+__all__ = ["SufficientStats", "ThetaMap", "PLSSolution", "sufficient_stats", "pls", "criterion",
+           "criterion_and_gradient", "optimize_theta", "conditional_variances", "fixed_vcov"]
 
 LOG2PI = np.log(2.0 * np.pi)
 #: lme4's ``isSingular()`` tolerance on the diagonal of Λ.
@@ -123,6 +124,18 @@ class ThetaMap:
     def bounds(self) -> list[tuple[float | None, float | None]]:
         return [(0.0, None) if d else (None, None) for d in self.is_diag]
 
+    def canonical(self, theta: np.ndarray) -> np.ndarray:
+        """The equivalent θ with a non-negative diagonal (same ΛΛᵀ).
+
+        Negating a column of Λ leaves ΛΛᵀ, and so the model, unchanged.
+        """
+        theta = np.asarray(theta, dtype=float).copy()
+        for c in np.unique(self.cols):
+            diag = np.flatnonzero((self.cols == c) & self.is_diag)
+            if theta[diag[0]] < 0:
+                theta[self.cols == c] *= -1.0
+        return theta
+
     def Lambda(self, theta: np.ndarray) -> np.ndarray:
         lam = np.zeros((self.q, self.q))
         lam[self.rows, self.cols] = theta
@@ -158,25 +171,75 @@ class PLSSolution:
         return float(np.sqrt(self.pwrss / (self.n - self.p if reml else self.n)))
 
 
+def _chol(A: np.ndarray) -> np.ndarray:
+    """Cholesky factors of a stack of small SPD matrices, shape (J, q, q).
+
+    The loop runs over the ``q`` columns, never over the ``J`` groups; for
+    the small ``q`` of random-effect terms this is far faster than calling
+    LAPACK once per group.
+    """
+    J, q, _ = A.shape
+    L = np.zeros_like(A)
+    for i in range(q):
+        for j in range(i + 1):
+            s = A[:, i, j] - np.einsum("jk,jk->j", L[:, i, :j], L[:, j, :j]) if j else A[:, i, j].copy()
+            if i == j:
+                if np.any(s <= 0) or not np.all(np.isfinite(s)):
+                    raise np.linalg.LinAlgError("matrix not positive definite")
+                L[:, i, i] = np.sqrt(s)
+            else:
+                L[:, i, j] = s / L[:, j, j]
+    return L
+
+
+def _solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Solve ``L_j X_j = B_j`` for lower-triangular ``L`` (J, q, q) and ``B`` (J, q, m)."""
+    q = L.shape[1]
+    X = np.empty_like(B)
+    for i in range(q):
+        acc = B[:, i, :]
+        if i:
+            acc = acc - np.einsum("jk,jkm->jm", L[:, i, :i], X[:, :i, :])
+        X[:, i, :] = acc / L[:, i, i][:, None]
+    return X
+
+
+def _solve_upper_t(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Solve ``L_jᵀ X_j = B_j`` for lower-triangular ``L`` (J, q, q) and ``B`` (J, q, m)."""
+    q = L.shape[1]
+    X = np.empty_like(B)
+    for i in range(q - 1, -1, -1):
+        acc = B[:, i, :]
+        if i < q - 1:
+            acc = acc - np.einsum("jk,jkm->jm", L[:, i + 1:, i], X[:, i + 1:, :])
+        X[:, i, :] = acc / L[:, i, i][:, None]
+    return X
+
+
 def pls(theta: np.ndarray, stats: SufficientStats, tmap: ThetaMap) -> PLSSolution:
-    """Solve the penalised least-squares problem at ``theta`` (Bates et al. 2015, eq. 11–19)."""
+    """Solve the penalised least-squares problem at ``theta`` (Bates et al. 2015, eqs. 11–19).
+
+    With ``A_j = Λᵀ Z_jᵀZ_j Λ + I = L_j L_jᵀ`` per group,
+    ``c_u = L⁻¹ Λᵀ Zᵀy``, ``R_ZX = L⁻¹ Λᵀ ZᵀX`` and the Schur complement
+    ``R_Xᵀ R_X = XᵀX − R_ZXᵀ R_ZX``, the profiled quantities are
+    ``β̂ = (R_Xᵀ R_X)⁻¹ (Xᵀy − R_ZXᵀ c_u)``, ``u = L⁻ᵀ (c_u − R_ZX β̂)`` and
+    the penalised residual sum of squares ``r² = yᵀy − ‖c_u‖² − ‖c_β‖²``.
+    """
     J, q, p = stats.shape
-    lam = tmap.Lambda(np.asarray(theta, dtype=float))
-    # A_j = Λᵀ Z_jᵀZ_j Λ + I, batched over groups.
-    A = np.einsum("ki,jkl,lm->jim", lam, stats.ZtZ, lam)
+    theta = np.asarray(theta, dtype=float)
+    lam = tmap.Lambda(theta)
+    A = np.matmul(np.matmul(lam.T, stats.ZtZ), lam)
     A[:, np.arange(q), np.arange(q)] += 1.0
-    L = np.linalg.cholesky(A)
-    lamt_Zty = stats.Zty @ lam  # (J, q): row j is (Λᵀ Z_jᵀ y_j)ᵀ
-    lamt_ZtX = np.einsum("ki,jkp->jip", lam, stats.ZtX)
-    if q == 1:
-        l = L[:, 0, 0]
-        cu = lamt_Zty / l[:, None]
-        RZX = lamt_ZtX / l[:, None, None]
-    else:
-        cu = np.linalg.solve(L, lamt_Zty[:, :, None])[:, :, 0]
-        RZX = np.linalg.solve(L, lamt_ZtX)
-    schur = stats.XtX - np.einsum("jqp,jqr->pr", RZX, RZX)
-    rhs = stats.Xty - np.einsum("jqp,jq->p", RZX, cu)
+    L = _chol(A)
+    # Right-hand sides Λᵀ Z_jᵀ y_j and Λᵀ Z_jᵀ X_j, solved together.
+    rhs_all = np.concatenate([stats.Zty[:, :, None], stats.ZtX], axis=2)  # (J, q, 1 + p)
+    rhs_all = np.matmul(lam.T, rhs_all)
+    sol_all = _solve_lower(L, rhs_all)
+    cu = sol_all[:, :, 0]
+    RZX = sol_all[:, :, 1:]
+    RZX2 = RZX.reshape(J * q, p)
+    schur = stats.XtX - RZX2.T @ RZX2
+    rhs = stats.Xty - RZX2.T @ cu.reshape(J * q)
     try:
         RX = np.linalg.cholesky(schur)
     except np.linalg.LinAlgError:
@@ -186,16 +249,13 @@ def pls(theta: np.ndarray, stats: SufficientStats, tmap: ThetaMap) -> PLSSolutio
         ) from None
     cbeta = solve_triangular(RX, rhs, lower=True)
     beta = solve_triangular(RX.T, cbeta, lower=False)
-    resid_u = cu - np.einsum("jqp,p->jq", RZX, beta)
-    if q == 1:
-        u = resid_u / l[:, None]
-    else:
-        u = np.linalg.solve(np.swapaxes(L, 1, 2), resid_u[:, :, None])[:, :, 0]
+    resid_u = cu - RZX @ beta
+    u = _solve_upper_t(L, resid_u[:, :, None])[:, :, 0]
     b = u @ lam.T
     pwrss = stats.yty - float(np.sum(cu * cu)) - float(cbeta @ cbeta)
     ldL2 = 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
     ldRX2 = 2.0 * float(np.sum(np.log(np.diag(RX))))
-    return PLSSolution(theta=np.asarray(theta, dtype=float).copy(), Lambda=lam, L=L, RZX=RZX, RX=RX,
+    return PLSSolution(theta=theta.copy(), Lambda=lam, L=L, RZX=RZX, RX=RX,
                        beta=beta, u=u, b=b, pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, n=stats.n, p=p)
 
 
@@ -210,6 +270,51 @@ def criterion(theta: np.ndarray, stats: SufficientStats, tmap: ThetaMap, reml: b
     return sol.deviance(reml)
 
 
+def criterion_and_gradient(theta: np.ndarray, stats: SufficientStats, tmap: ThetaMap,
+                           reml: bool) -> tuple[float, np.ndarray]:
+    """The profiled criterion and its exact gradient with respect to θ.
+
+    With ``E_k = ∂Λ/∂θ_k`` (a single 1 at row ``r_k``, column ``c_k``):
+
+    * ``∂ log|L|² = 2 Σ_j [A_j⁻¹ Λᵀ Z_jᵀZ_j]_{c r}``;
+    * ``∂ r² = −2 Σ_j w_j[r] u_j[c]`` with ``w_j = Z_jᵀ(y_j − X_jβ̂ − Z_j b_j)``
+      (envelope theorem: β̂ and u are optimal);
+    * ``∂ log|R_X|² = −2 Σ_j [P_j M⁻¹ Z_jᵀX_jᵀ]_{c r} + 2 Σ_j [Z_jᵀZ_j Λ P_j M⁻¹ P_jᵀ]_{r c}``
+      with ``P_j = A_j⁻¹ Λᵀ Z_jᵀX_j`` and ``M = R_Xᵀ R_X``.
+
+    Returns ``(inf, nan)`` where the criterion is undefined.
+    """
+    try:
+        sol = pls(theta, stats, tmap)
+    except np.linalg.LinAlgError:
+        return np.inf, np.full(tmap.size, np.nan)
+    if not sol.pwrss > 0:
+        return np.inf, np.full(tmap.size, np.nan)
+    J, q, p = stats.shape
+    lam, L = sol.Lambda, sol.L
+    r, c = tmap.rows, tmap.cols
+    # A_j⁻¹ Λᵀ S_j
+    lamt_S = np.matmul(lam.T, stats.ZtZ)
+    G1 = _solve_upper_t(L, _solve_lower(L, lamt_S)).sum(axis=0)
+    d_ldL2 = 2.0 * G1[c, r]
+    # residual cross-products w_j and spherical effects u_j
+    W = stats.Zty - stats.ZtX @ sol.beta - np.matmul(stats.ZtZ, sol.b[:, :, None])[:, :, 0]
+    d_r2 = -2.0 * (W.T @ sol.u)[r, c]
+    n = stats.n
+    if reml:
+        P = _solve_upper_t(L, sol.RZX)  # (J, q, p) = A⁻¹ Λᵀ ZᵀX
+        Minv = cho_solve((sol.RX, True), np.eye(p))
+        PM = P @ Minv
+        G2 = np.einsum("jqp,jsp->qs", PM, stats.ZtX)
+        T = np.matmul(PM, np.swapaxes(P, 1, 2))  # (J, q, q)
+        G3 = np.matmul(np.matmul(stats.ZtZ, lam), T).sum(axis=0)
+        d_ldRX2 = -2.0 * G2[c, r] + 2.0 * G3[r, c]
+        grad = d_ldL2 + d_ldRX2 + (n - p) * d_r2 / sol.pwrss
+    else:
+        grad = d_ldL2 + n * d_r2 / sol.pwrss
+    return sol.deviance(reml), grad
+
+
 @dataclass
 class OptimResult:
     theta: np.ndarray
@@ -221,53 +326,33 @@ class OptimResult:
     message: str
 
 
-def _finite_diff_grad_hess(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-4):
-    """Central-difference gradient and Hessian, one-sided at active lower bounds."""
-    k = len(x)
-    f0 = f(x)
-    g = np.zeros(k)
-    H = np.zeros((k, k))
-    steps = np.full(k, h) * np.maximum(1.0, np.abs(x))
-    for i in range(k):
-        e = np.zeros(k)
-        e[i] = steps[i]
-        if x[i] - steps[i] < lower[i]:  # on the boundary: forward differences
-            f1, f2 = f(x + e), f(x + 2 * e)
-            g[i] = (-3 * f0 + 4 * f1 - f2) / (2 * steps[i])
-            H[i, i] = (f0 - 2 * f1 + f2) / steps[i] ** 2
-        else:
-            fp, fm = f(x + e), f(x - e)
-            g[i] = (fp - fm) / (2 * steps[i])
-            H[i, i] = (fp - 2 * f0 + fm) / steps[i] ** 2
-    for i in range(k):
-        for j in range(i + 1, k):
-            ei = np.zeros(k)
-            ej = np.zeros(k)
-            ei[i], ej[j] = steps[i], steps[j]
-            if x[i] - steps[i] < lower[i] or x[j] - steps[j] < lower[j]:
-                H[i, j] = H[j, i] = (f(x + ei + ej) - f(x + ei) - f(x + ej) + f0) / (steps[i] * steps[j])
-            else:
-                H[i, j] = H[j, i] = (
-                    f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)
-                ) / (4 * steps[i] * steps[j])
-    return g, H
-
-
-def _convergence_check(f, theta: np.ndarray, tmap: ThetaMap, tol: float = 2e-3) -> tuple[bool, float]:
+def _convergence_check(fg, theta: np.ndarray, tmap: ThetaMap, tol: float = 2e-3) -> tuple[bool, float]:
     """lme4's ``checkConv``: the Newton step ``H⁻¹g`` at the optimum must be small.
 
-    Parameters on an active bound (a zero diagonal of Λ) are excluded, as the
+    ``g`` is the exact gradient; ``H`` comes from forward differences of it
+    (steps into the feasible region). Parameters on an active bound (a zero
+    diagonal of Λ with a gradient pushing outwards) are excluded, as the
     gradient need not vanish there.
     """
+    k = len(theta)
+    _, g = fg(theta)
+    if not np.all(np.isfinite(g)):
+        return False, np.inf
+    H = np.empty((k, k))
+    for i in range(k):
+        h = 1e-5 * max(1.0, abs(theta[i]))
+        e = np.zeros(k)
+        e[i] = h
+        _, gi = fg(theta + e)
+        H[:, i] = (gi - g) / h
+    H = 0.5 * (H + H.T)
     lower = tmap.lower
-    g, H = _finite_diff_grad_hess(f, theta, lower)
     free = ~((theta <= lower + 1e-8) & (g > 0))
     if not free.any():
         return True, 0.0
     g, H = g[free], H[np.ix_(free, free)]
     try:
-        step = np.linalg.solve(H, g)
-        scaled = float(np.max(np.abs(step)))
+        scaled = float(np.max(np.abs(np.linalg.solve(H, g))))
     except np.linalg.LinAlgError:
         scaled = float(np.max(np.abs(g)))
     if not np.isfinite(scaled):
@@ -278,10 +363,14 @@ def _convergence_check(f, theta: np.ndarray, tmap: ThetaMap, tol: float = 2e-3) 
 def optimize_theta(stats: SufficientStats, tmap: ThetaMap, reml: bool, theta0: np.ndarray | None = None) -> OptimResult:
     """Minimise the profiled criterion over θ.
 
-    L-BFGS-B (bounded, finite-difference gradient) does the work; a bounded
-    Powell search restarts from its answer, and for every diagonal entry near
-    zero the boundary value 0 is tried as well. The best point wins. The
-    result is then checked like lme4's ``checkConv``.
+    One parameter (a single random intercept or slope): bounded Brent search
+    on ``[0, upper]`` with the boundary value 0 tried exactly. Several
+    parameters: L-BFGS-B with the exact gradient
+    (:func:`criterion_and_gradient`) from lme4's start (Λ = I), then
+    variances that end near zero are put exactly on the boundary and the rest
+    re-optimised. Either way the answer is checked like lme4's
+    ``checkConv`` (Newton step ``H⁻¹g`` at the optimum); if the check fails,
+    bounded Powell and Nelder–Mead restarts polish the best point.
     """
     nfev = 0
 
@@ -290,48 +379,71 @@ def optimize_theta(stats: SufficientStats, tmap: ThetaMap, reml: bool, theta0: n
         nfev += 1
         return criterion(th, stats, tmap, reml)
 
+    def fg(th):
+        nonlocal nfev
+        nfev += 1
+        return criterion_and_gradient(th, stats, tmap, reml)
+
     start = tmap.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
     bounds = tmap.bounds()
-    candidates: list[tuple[float, np.ndarray, str]] = []
+    candidates: list[tuple[float, np.ndarray]] = []
     used: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = optimize.minimize(f, start, method="L-BFGS-B", bounds=bounds,
-                                options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
-        used.append("L-BFGS-B")
-        candidates.append((float(res.fun), np.asarray(res.x, dtype=float), "L-BFGS-B"))
-        best = min(candidates, key=lambda c: c[0])
-        res2 = optimize.minimize(f, best[1], method="Powell", bounds=bounds,
-                                 options={"xtol": 1e-10, "ftol": 1e-14, "maxfev": 20000})
-        used.append("Powell")
-        candidates.append((float(res2.fun), np.asarray(res2.x, dtype=float), "Powell"))
-        best = min(candidates, key=lambda c: c[0])
-        # Try the boundary exactly for small diagonal entries (singular fits).
-        th = best[1].copy()
-        near = tmap.is_diag & (th < 1e-3)
-        if near.any():
-            th[near] = 0.0
-            # Off-diagonal entries in a column with a zero diagonal do not matter when the
-            # column is zero; keep them but let the optimiser polish the rest.
-            fb = f(th)
-            if np.isfinite(fb):
-                candidates.append((fb, th, "boundary"))
-                free_bounds = [(0.0, 0.0) if near[i] else bounds[i] for i in range(len(th))]
-                res3 = optimize.minimize(f, th, method="L-BFGS-B", bounds=free_bounds,
-                                         options={"ftol": 1e-14, "gtol": 1e-9})
-                candidates.append((float(res3.fun), np.asarray(res3.x, dtype=float), "boundary"))
-        fun, theta, _ = min(candidates, key=lambda c: c[0])
+        if tmap.size == 1:
+            upper = 1.0
+            f_up = f(np.array([upper]))
+            # Expand until the criterion rises at the upper end.
+            while upper < 1e6 and f(np.array([upper * 4])) < f_up:
+                upper *= 4
+                f_up = f(np.array([upper]))
+            upper *= 4
+            res = optimize.minimize_scalar(lambda t: f(np.array([t])), bounds=(0.0, upper), method="bounded",
+                                           options={"xatol": 1e-10, "maxiter": 500})
+            used.append("Brent")
+            candidates.append((float(res.fun), np.array([float(res.x)])))
+            candidates.append((f(np.zeros(1)), np.zeros(1)))
+        else:
+            # The criterion depends on Λ only through ΛΛᵀ, so the search may run
+            # unconstrained: bounds would let the optimiser stop on a zero diagonal,
+            # where the gradient vanishes by symmetry without being a minimum.
+            res = optimize.minimize(fg, start, jac=True, method="L-BFGS-B",
+                                    options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000})
+            used.append("L-BFGS-B")
+            th = tmap.canonical(np.asarray(res.x, dtype=float))
+            candidates.append((f(th), th))
+            near = tmap.is_diag & (th < 1e-3)
+            if near.any():  # a singular fit: put the small variances exactly on the boundary
+                th0 = th.copy()
+                th0[near] = 0.0
+                fixed = [(0.0, 0.0) if near[i] else (None, None) for i in range(len(th0))]
+                r = optimize.minimize(fg, th0, jac=True, method="L-BFGS-B", bounds=fixed,
+                                      options={"ftol": 1e-15, "gtol": 1e-10})
+                candidates.append((float(r.fun), tmap.canonical(np.asarray(r.x, dtype=float))))
+        fun, theta = min(candidates, key=lambda c: c[0])
         theta = np.where(tmap.is_diag, np.maximum(theta, 0.0), theta)
-        ok, max_grad = _convergence_check(f, theta, tmap)
+        ok, max_grad = _convergence_check(fg, theta, tmap)
         if not ok:
-            res4 = optimize.minimize(f, theta, method="Nelder-Mead", bounds=bounds,
-                                     options={"xatol": 1e-10, "fatol": 1e-12, "maxfev": 20000})
-            used.append("Nelder-Mead")
-            if res4.fun < fun:
-                fun, theta = float(res4.fun), np.asarray(res4.x, dtype=float)
-            ok, max_grad = _convergence_check(f, theta, tmap)
+            for method, opts in (("Powell", {"xtol": 1e-10, "ftol": 1e-15, "maxfev": 20000}),
+                                 ("Nelder-Mead", {"xatol": 1e-10, "fatol": 1e-13, "maxfev": 20000})):
+                r = optimize.minimize(f, theta, method=method, bounds=bounds, options=opts)
+                used.append(method)
+                candidates.append((float(r.fun), np.asarray(r.x, dtype=float)))
+            # Exact zeros for small diagonal entries (singular fits), then polish the rest.
+            fun, theta = min(candidates, key=lambda c: c[0])
+            near = tmap.is_diag & (theta < 1e-3)
+            if near.any():
+                th = theta.copy()
+                th[near] = 0.0
+                fixed = [(0.0, 0.0) if near[i] else bounds[i] for i in range(len(th))]
+                r = optimize.minimize(fg, th, jac=True, method="L-BFGS-B", bounds=fixed,
+                                      options={"ftol": 1e-15, "gtol": 1e-10})
+                candidates.append((float(r.fun), np.asarray(r.x, dtype=float)))
+            fun, theta = min(candidates, key=lambda c: c[0])
+            theta = np.where(tmap.is_diag, np.maximum(theta, 0.0), theta)
+            ok, max_grad = _convergence_check(fg, theta, tmap)
     message = "converged" if ok else f"Model failed to converge with max|H^-1 grad| = {max_grad:.3g} (tol = 0.002)"
-    return OptimResult(theta=theta, fun=float(fun), nfev=nfev, optimizers=used, converged=ok,
+    return OptimResult(theta=theta, fun=float(f(theta)), nfev=nfev, optimizers=used, converged=ok,
                        max_grad=max_grad, message=message)
 
 
