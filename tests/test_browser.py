@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -114,7 +114,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
             yield context
         finally:
             context.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
@@ -147,11 +146,18 @@ def test_math_is_typeset_offline(visit) -> None:
     v = visit("book/intro.html")
     page = v.page
     # MathJax 3 finishes typesetting when its startup promise resolves.
-    page.wait_for_function(
-        "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000
-    )
-    page.evaluate("() => MathJax.startup.promise")
-    page.wait_for_load_state("networkidle")  # fonts requested by the typeset math
+    try:
+        page.wait_for_function(
+            "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=15_000
+        )
+        page.evaluate("() => MathJax.startup.promise")
+        page.wait_for_load_state("networkidle")  # fonts requested by the typeset math
+    except PlaywrightError as exc:
+        pytest.fail(
+            f"MathJax did not start: {exc.message.splitlines()[0]}\n"
+            f"requests to other hosts (blocked): {v.external_requests}\n"
+            f"failed loads: {v.failed}\nconsole errors: {v.console_errors}"
+        )
 
     assert page.locator("mjx-container").count() >= 2, "MathJax rendered no math"
     assert page.locator('mjx-container[display="true"]').count() >= 1, "display math not rendered"
