@@ -154,11 +154,12 @@ def simulate_faculty(
     base0 = np.array([deps[d][0] for d in dept], dtype=float)
     raise0 = np.array([deps[d][1] for d in dept], dtype=float)
     experience = np.floor(rng.uniform(0, max_experience, n)).astype(int)
-    base = base0 * rng.uniform(1 - noise, 1 + noise, n)
-    raise_ = raise0 * rng.uniform(1 - noise, 1 + noise, n)
-    salary = base + experience * raise_
-    return pd.DataFrame({"department": dept, "experience": experience, "base": base.round(2),
-                         "raise_": raise_.round(2), "salary": salary.round(2)})
+    # Amounts are in dollars and cents, so salary = base + experience * raise holds exactly.
+    base = (base0 * rng.uniform(1 - noise, 1 + noise, n)).round(2)
+    raise_ = (raise0 * rng.uniform(1 - noise, 1 + noise, n)).round(2)
+    salary = (base + experience * raise_).round(2)
+    return pd.DataFrame({"department": dept, "experience": experience, "base": base,
+                         "raise_": raise_, "salary": salary})
 
 
 def load_faculty(path: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -1,0 +1,83 @@
+"""Formula parsing: random terms, R column names, malformed formulas."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlmhelpers.formula import RandomTerm, build_design, parse_formula, r_column_name
+
+
+@pytest.mark.parametrize("formula,fixed,terms", [
+    ("y ~ x + (1 | g)", "x", [RandomTerm("1", "g", True)]),
+    ("y ~ x + (0 + x | g)", "x", [RandomTerm("0 + x", "g", True)]),
+    ("y ~ x + (1 + x | g)", "x", [RandomTerm("1 + x", "g", True)]),
+    ("y ~ x + (x | g)", "x", [RandomTerm("x", "g", True)]),
+    ("y ~ x + (x || g)", "x", [RandomTerm("x", "g", False)]),
+    ("y ~ (1|g) + x + (0 + x|g)", "x", [RandomTerm("1", "g", True), RandomTerm("0 + x", "g", True)]),
+    ("y ~ 1 + (1 | g)", "1", [RandomTerm("1", "g", True)]),
+    ("y ~ (1 | g)", "1", [RandomTerm("1", "g", True)]),
+    ("log(y) ~ factor(a) * x + I(x ** 2) + (1 | g)", "factor(a) * x + I(x ** 2)", [RandomTerm("1", "g", True)]),
+])
+def test_parse(formula, fixed, terms):
+    p = parse_formula(formula)
+    assert p.fixed == fixed
+    assert list(p.random) == terms
+
+
+def test_parse_response_and_str():
+    p = parse_formula("salary ~ experience + (1 + experience | department)")
+    assert p.response == "salary"
+    assert str(p.random[0]) == "(1 + experience | department)"
+    assert str(parse_formula("y ~ (x || g)").random[0]) == "(x || g)"
+
+
+@pytest.mark.parametrize("formula,match", [
+    ("y x + (1 | g)", "exactly one '~'"),
+    ("y ~ x ~ z", "exactly one '~'"),
+    (" ~ x", "no response"),
+    ("y ~ ", "nothing right"),
+    ("y ~ x + (1 | g", "unbalanced"),
+    ("y ~ x + 1 | g)", "unbalanced"),
+    ("y ~ x + 1 | g", "parentheses"),
+    ("y ~ x + ( | g)", "nothing left of the bar"),
+    ("y ~ x + (1 | a/b)", "single column name"),
+    ("y ~ x + (1 | a:b)", "single column name"),
+    ("y ~ x + (1 | g | h)", "exactly one bar"),
+    ("y ~ x + + z", "empty term"),
+])
+def test_malformed(formula, match):
+    with pytest.raises(ValueError, match=match):
+        parse_formula(formula)
+
+
+def test_formula_must_be_a_string():
+    with pytest.raises(TypeError, match="string"):
+        parse_formula(None)
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("Intercept", "(Intercept)"),
+    ("x", "x"),
+    ("C(stusps)[T.AL]", "factor(stusps)AL"),
+    ("stusps[T.AL]", "stuspsAL"),
+    ("x:C(g)[T.b]", "x:factor(g)b"),
+    ("C(year)[2011]", "factor(year)2011"),
+])
+def test_r_column_names(raw, expected):
+    assert r_column_name(raw) == expected
+
+
+def test_design_blocks_for_uncorrelated_terms():
+    df = pd.DataFrame({"y": np.arange(6.0), "x": [0.5, 1, 2, 3, 1, 2], "g": list("aabbcc")})
+    d = build_design(parse_formula("y ~ x + (x || g)"), df, require_random=True)
+    assert d.z_names == ["(Intercept)", "x"]
+    assert d.z_blocks == [(0, 1, False), (1, 2, False)]
+    d2 = build_design(parse_formula("y ~ x + (x | g)"), df, require_random=True)
+    assert d2.z_blocks == [(0, 2, True)]
+    assert list(d2.levels) == ["a", "b", "c"] and d2.levels.name == "g"
+
+
+def test_same_column_in_two_terms_is_an_error():
+    df = pd.DataFrame({"y": np.arange(6.0), "x": [0.5, 1, 2, 3, 1, 2], "g": list("aabbcc")})
+    with pytest.raises(ValueError, match="more than one term"):
+        build_design(parse_formula("y ~ x + (1 | g) + (1 + x | g)"), df, require_random=True)
