@@ -107,3 +107,23 @@ def test_group_intercepts_equal_group_wise_sums(arrests):
     np.testing.assert_allclose(gi.std_error.to_numpy(), direct.se_coef.iloc[:51].to_numpy(), rtol=1e-8)
     with pytest.raises(ValueError, match="No coefficients for factor\\(year\\)"):
         mh.group_intercepts(fe, "year")
+
+
+def test_predict_interval_matches_analytic_normal_interval(arrests, m_ri):
+    new = pd.DataFrame({"pop_pct_pov": [15.0, 15.0], "stusps": ["CA", "ZZ"]})
+    n_sims = 40_000
+    tab = mh.predict_interval(m_ri, new, allow_new_levels=True, n_sims=n_sims, seed=1)
+    np.testing.assert_allclose(tab.fit, m_ri.predict(new, allow_new_levels=True))
+    x = np.array([1.0, 15.0])
+    var_beta = x @ m_ri.vcov.to_numpy() @ x
+    ca = list(m_ri.ranef.index).index("CA")
+    var_known = var_beta + m_ri.condvar[ca, 0, 0] + m_ri.sigma**2
+    var_new = var_beta + m_ri.varcorr.vcov.iloc[0] + m_ri.sigma**2
+    z = stats.norm.ppf(0.975)
+    # Monte Carlo error of a 2.5 % quantile with 40,000 draws is about 1 % of the half-width.
+    assert (tab.upper.iloc[0] - tab.lower.iloc[0]) / 2 == pytest.approx(z * np.sqrt(var_known), rel=0.03)
+    assert (tab.upper.iloc[1] - tab.lower.iloc[1]) / 2 == pytest.approx(z * np.sqrt(var_new), rel=0.03)
+    again = mh.predict_interval(m_ri, new, allow_new_levels=True, n_sims=n_sims, seed=1)
+    pd.testing.assert_frame_equal(tab, again)  # seeded: identical
+    with pytest.raises(ValueError, match="New level"):
+        mh.predict_interval(m_ri, new)
