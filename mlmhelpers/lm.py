@@ -155,7 +155,7 @@ def lm(formula: str, data: pd.DataFrame, *, data_name: str | None = None) -> LmR
     --------
     >>> from mlmhelpers import lm, load_arrests
     >>> m = lm("violent_arrest_per1000 ~ pop_pct_pov", load_arrests())
-    >>> round(m.bic, 2)
+    >>> print(f"{m.bic:.2f}")
     24507.84
     """
     parsed = parse_formula(formula)

@@ -1,0 +1,31 @@
+"""Every Examples section in mlmhelpers' docstrings runs and prints what it shows."""
+
+import doctest
+import importlib
+import pkgutil
+
+import matplotlib
+import pytest
+
+import mlmhelpers
+
+matplotlib.use("Agg")
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(mlmhelpers.__path__, "mlmhelpers."))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in finder.find(module, name, globs={}):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+
+
+def test_public_api_is_documented():
+    for name in mlmhelpers.__all__:
+        obj = getattr(mlmhelpers, name)
+        assert obj.__doc__ and obj.__doc__.strip(), f"mlmhelpers.{name} has no docstring"
