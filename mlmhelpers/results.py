@@ -185,13 +185,17 @@ class LmerResult:
     def deviance(self) -> float:
         """−2 log-likelihood of an ML fit (R: ``deviance(m)``).
 
-        For a REML fit R's ``deviance()`` reports the ML deviance at the REML
-        estimates; ask for ``reml_criterion`` instead, which is what lme4
-        prints for REML fits.
+        Only defined for ``REML=False`` fits. For a REML fit lme4's
+        ``deviance()`` is deprecated and ambiguous (it warns and returns the
+        REML criterion); use ``reml_criterion`` or ``loglik``, or refit with
+        ``REML=False``.
         """
-        from .engine import pls
-
-        return pls(self.sol.theta, self._stats, self.tmap).deviance(False) if self.REML else self.opt.fun
+        if self.REML:
+            raise ValueError(
+                "deviance is defined for ML fits only; this is a REML fit: use reml_criterion "
+                "(lme4's REMLcrit) or refit with lmer(..., REML=False)."
+            )
+        return self.opt.fun
 
     @property
     def reml_criterion(self) -> float:
@@ -326,20 +330,14 @@ class LmerResult:
         max_q = max(len(n) for n, _ in blocks)
         for bi, (names, cov) in enumerate(blocks):
             sd = np.sqrt(np.diag(cov))
+            # lme4 labels each covariance block of one factor g, g.1, g.2, ... (e.g. for ||).
+            label = g if bi == 0 else f"{g}.{bi}"
             for i, n in enumerate(names):
-                rows.append([g if (i == 0 and (bi == 0 or True)) else "", n])
+                rows.append([label if i == 0 else "", n])
                 variances.append(cov[i, i])
                 sds.append(sd[i])
-                cr = []
-                for j in range(i):
-                    cr.append(f"{cov[i, j] / (sd[i] * sd[j]):.2f}" if sd[i] > 0 and sd[j] > 0 else "NaN")
-                corrs.append(cr)
-        # lme4 repeats the group name for each block (e.g. 'g' and 'g.1' for || terms)
-        seen = 0
-        for bi, (names, _) in enumerate(blocks):
-            label = g if bi == 0 else f"{g}.{bi}"
-            rows[seen][0] = label
-            seen += len(names)
+                corrs.append([f"{cov[i, j] / (sd[i] * sd[j]):.2f}" if sd[i] > 0 and sd[j] > 0 else "NaN"
+                              for j in range(i)])
         rows.append(["Residual", ""])
         variances.append(self.sigma**2)
         sds.append(self.sigma)

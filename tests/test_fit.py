@@ -120,6 +120,8 @@ def test_ml_fit_deviance_and_reml_variances_are_larger(arrests):
     ml = mh.lmer(ARRESTS_RI, arrests, REML=False)
     reml = mh.lmer(ARRESTS_RI, arrests)
     assert ml.deviance == pytest.approx(-2 * ml.loglik)
+    with pytest.raises(ValueError, match="ML fits only.*reml_criterion"):
+        _ = reml.deviance
     assert reml.varcorr.vcov.iloc[0] > ml.varcorr.vcov.iloc[0]
     assert "AIC" in str(ml.summary()) and "maximum likelihood" in str(ml.summary())
 
