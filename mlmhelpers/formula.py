@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
-from formulaic.errors import FormulaicError
+from formulaic.errors import DataMismatchWarning, FormulaicError
 
 __all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "DesignMatrices", "build_design"]
 
@@ -479,22 +479,42 @@ def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, l
     return X[:, keep], [names[j] for j in keep], dropped
 
 
+def _new_matrix(spec, newdata: pd.DataFrame, what: str):
+    """Apply a fitted model spec to new data, with errors that name the problem."""
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
+    needed = set(spec.required_variables) if hasattr(spec, "required_variables") else set()
+    missing = sorted(v for v in needed if v not in newdata.columns)
+    if missing:
+        raise ValueError(f"newdata lacks the column(s) {', '.join(map(repr, missing))} needed for the {what}.")
+    for v in sorted(needed):
+        if newdata[v].isna().any():
+            raise ValueError(f"newdata's column {v!r} has missing values; predictions need complete rows.")
+    with warnings.catch_warnings():
+        # formulaic only warns about factor levels absent from the fit and codes them as
+        # the reference level: that would be a silently wrong prediction, so it is an error.
+        warnings.simplefilter("error", DataMismatchWarning)
+        try:
+            return spec.get_model_matrix(newdata, na_action="raise")
+        except DataMismatchWarning as exc:
+            raise ValueError(f"newdata has factor levels the model was not fitted with: {exc}") from None
+        except (FormulaicError, ValueError, NameError) as exc:
+            raise ValueError(f"Could not build the {what} for newdata: {exc}") from None
+
+
 def new_fixed_matrix(design: DesignMatrices, newdata: pd.DataFrame) -> np.ndarray:
     """Fixed-effects matrix of ``newdata`` built with the fitted model's spec."""
-    mm = design.x_spec.get_model_matrix(newdata, na_action="raise")
+    mm = _new_matrix(design.x_spec, newdata, "fixed effects")
     names = [r_column_name(c, True) for c in mm.columns]
     names_plain = [r_column_name(c, False) for c in mm.columns]
     out = np.empty((len(newdata), len(design.x_names)))
     for k, name in enumerate(design.x_names):
-        if name in names:
-            out[:, k] = np.asarray(mm.iloc[:, names.index(name)], dtype=float)
-        else:
-            out[:, k] = np.asarray(mm.iloc[:, names_plain.index(name)], dtype=float)
+        col = names.index(name) if name in names else names_plain.index(name)
+        out[:, k] = np.asarray(mm.iloc[:, col], dtype=float)
     return out
 
 
 def new_random_matrix(design: DesignMatrices, newdata: pd.DataFrame) -> np.ndarray:
     """Random-effects matrix ``Z`` of ``newdata`` (columns as in the fit)."""
-    parts = [np.asarray(spec.get_model_matrix(newdata, na_action="raise"), dtype=float)
-             for spec in design.z_specs]
+    parts = [np.asarray(_new_matrix(spec, newdata, "random effects"), dtype=float) for spec in design.z_specs]
     return np.hstack(parts)

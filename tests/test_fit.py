@@ -281,3 +281,17 @@ def test_fixed_part_formula_features(arrests):
     assert list(m.fixef.index) == ["factor(year)2011", "factor(year)2016", "pop_pct_pov"]
     m2 = mh.lmer("violent_arrest_per1000 ~ np.log(pop_tot) * pop_pct_pov + (1 | stusps)", arrests)
     assert "np.log(pop_tot):pop_pct_pov" in m2.fixef.index
+
+
+def test_predict_newdata_errors(arrests):
+    m = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + factor(year) + (1 | stusps)", arrests)
+    with pytest.raises(ValueError, match="lacks the column.*'pop_pct_pov'"):
+        m.predict(pd.DataFrame({"stusps": ["AK"], "year": [2011]}))
+    with pytest.raises(ValueError, match="missing values"):
+        m.predict(pd.DataFrame({"pop_pct_pov": [np.nan], "stusps": ["AK"], "year": [2011]}))
+    with pytest.raises(ValueError, match="factor levels the model was not fitted with"):
+        m.predict(pd.DataFrame({"pop_pct_pov": [3.0], "stusps": ["AK"], "year": [2012]}))
+    ok = m.predict(pd.DataFrame({"pop_pct_pov": [3.0], "stusps": ["AK"], "year": [2016]}))
+    b = m.fixef
+    assert ok.iloc[0] == pytest.approx(b["(Intercept)"] + 3 * b["pop_pct_pov"] + b["factor(year)2016"]
+                                       + m.ranef.loc["AK", "(Intercept)"])
