@@ -1,0 +1,621 @@
+"""Tests of mlmhelpers.plots: the structure of every figure, not only that it draws.
+
+Each test checks what is on the Axes (points, lines, intervals, arrows, tick
+order, labels) against the model's own numbers. An autouse fixture fails any
+test that calls ``plt.show()`` or changes ``matplotlib.rcParams``, and closes
+every figure afterwards.
+"""
+
+from __future__ import annotations
+
+import doctest
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+from matplotlib.colors import same_color, to_hex  # noqa: E402
+from scipy import stats  # noqa: E402
+
+import mlmhelpers as mh  # noqa: E402
+from mlmhelpers import plots as P  # noqa: E402
+from mlmhelpers.datasets import FACULTY_DEPARTMENTS  # noqa: E402
+from mlmhelpers.engine import criterion  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("error::matplotlib.MatplotlibDeprecationWarning")
+
+OKABE_ITO = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"}
+Y = "violent_arrest_per1000"
+X = "pop_pct_pov"
+LABELS = {Y: "Violent arrests per 1,000", X: "Poverty rate (%)", "stusps": "State"}
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(autouse=True)
+def _figure_hygiene(monkeypatch):
+    """No plt.show(), no rcParams change, no figure left open."""
+    def _no_show(*args, **kwargs):
+        raise AssertionError("a plotting function called plt.show()")
+
+    monkeypatch.setattr(plt, "show", _no_show)
+    plt.close("all")
+    before = dict(matplotlib.rcParams.copy())
+    yield
+    after = dict(matplotlib.rcParams)
+    changed = sorted(k for k in before if not _same(before[k], after.get(k)))
+    plt.close("all")
+    assert not changed, f"rcParams changed: {changed}"
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.all(a == b)) if not isinstance(a, str) else a == b
+    except Exception:  # noqa: BLE001 - objects without a usable ==
+        return a is b
+
+
+@pytest.fixture(scope="module")
+def arrests() -> pd.DataFrame:
+    return mh.load_arrests()
+
+
+@pytest.fixture(scope="module")
+def pooled(arrests):
+    return mh.lm(f"{Y} ~ {X}", arrests)
+
+
+@pytest.fixture(scope="module")
+def fe(arrests):
+    return mh.lm(f"{Y} ~ {X} + factor(stusps)", arrests)
+
+
+@pytest.fixture(scope="module")
+def ml(arrests):
+    return mh.lmer(f"{Y} ~ {X} + (1 | stusps)", arrests)
+
+
+@pytest.fixture(scope="module")
+def faculty() -> pd.DataFrame:
+    return mh.load_faculty()
+
+
+@pytest.fixture(scope="module")
+def m1(faculty):
+    return mh.lmer("salary ~ experience + (1 | department)", faculty)
+
+
+@pytest.fixture(scope="module")
+def m3(faculty):
+    return mh.lmer("salary ~ experience + (1 + experience | department)", faculty)
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def by_gid(artists, gid):
+    return [a for a in artists if a.get_gid() == gid]
+
+
+def n_points(ax: Axes, gid: str = "points") -> int:
+    return sum(len(c.get_offsets()) for c in by_gid(ax.collections, gid))
+
+
+def legend_texts(legend) -> list[str]:
+    return [t.get_text() for t in legend.get_texts()] if legend is not None else []
+
+
+def ytick_texts(ax: Axes) -> list[str]:
+    return [t.get_text() for t in ax.get_yticklabels()]
+
+
+def new_figures(before: int) -> int:
+    return len(plt.get_fignums()) - before
+
+
+# ----------------------------------------------------------------------------- constants
+
+
+def test_palettes_are_okabe_ito_and_consistent():
+    assert {c.upper() for c in P.GROUP_PALETTE} == OKABE_ITO
+    assert len(P.GROUP_PALETTE) == 8
+    assert set(P.POOLING_COLORS) == {"complete", "none", "partial"} == set(P.POOLING_LABELS)
+    assert {c.upper() for c in P.POOLING_COLORS.values()} <= OKABE_ITO
+    assert len(set(P.POOLING_COLORS.values())) == 3
+    assert P.POOLING_LABELS == {"complete": "Complete pooling", "none": "No pooling (fixed effects)",
+                                "partial": "Partial pooling (multilevel)"}
+
+
+def test_public_api_and_docstrings():
+    functions = ["plot_group_lines", "plot_fit_line", "plot_distributions", "plot_group_boxplots",
+                 "plot_caterpillar", "plot_intercept_distributions", "plot_shrinkage", "plot_pooling_lines",
+                 "plot_estimates_vs_truth", "plot_criterion_curve"]
+    assert set(P.__all__) == set(functions) | {"GROUP_PALETTE", "POOLING_COLORS", "POOLING_LABELS"}
+    for name in functions:
+        doc = getattr(P, name).__doc__
+        assert "Parameters" in doc and "Returns" in doc and "Examples" in doc and ">>> " in doc, name
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(P, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.attempted >= 10
+    assert result.failed == 0
+
+
+# ------------------------------------------------------------------------ plot_group_lines
+
+
+def test_group_lines_lmer_few_groups(m3, faculty):
+    before = len(plt.get_fignums())
+    ax = P.plot_group_lines(m3, faculty, "experience")
+    assert isinstance(ax, Axes) and new_figures(before) == 1
+    levels = list(m3.design.levels)
+    points = by_gid(ax.collections, "points")
+    assert len(points) == len(levels)  # one coloured scatter per group
+    assert n_points(ax) == len(faculty)
+    lines = by_gid(ax.lines, "group-line")
+    assert [ln.get_label() for ln in lines] == levels
+    for i, (level, line, pts) in enumerate(zip(levels, lines, points)):
+        sub = faculty[faculty.department == level]
+        assert same_color(line.get_color(), P.GROUP_PALETTE[i])
+        assert same_color(pts.get_facecolor()[0][:3], P.GROUP_PALETTE[i])
+        assert len(pts.get_offsets()) == len(sub)
+        xs, ys = line.get_xdata(), line.get_ydata()
+        assert xs.min() == sub.experience.min() and xs.max() == sub.experience.max()
+        expected = m3.predict(pd.DataFrame({"experience": xs, "department": level}))
+        np.testing.assert_allclose(ys, expected.to_numpy(), rtol=1e-12)
+    legend = ax.get_legend()
+    assert legend_texts(legend) == levels and legend.get_title().get_text() == "department"
+    assert ax.get_xlabel() == "experience" and ax.get_ylabel() == "salary"
+
+
+def test_group_lines_lm_many_groups_with_pooled(fe, pooled, arrests):
+    ax = P.plot_group_lines(fe, arrests, X, pooled=pooled, labels=LABELS)  # group inferred from factor(stusps)
+    points = by_gid(ax.collections, "points")
+    assert len(points) == 1 and len(points[0].get_offsets()) == len(arrests)
+    assert to_hex(points[0].get_facecolor()[0][:3]) not in {c.lower() for c in OKABE_ITO}  # grey
+    lines = by_gid(ax.lines, "group-line")
+    assert len(lines) == arrests.stusps.nunique() == 51
+    assert all(ln.get_alpha() < 1 for ln in lines)
+    assert {to_hex(ln.get_color()) for ln in lines} == {c.lower() for c in P.GROUP_PALETTE}
+    gi = mh.group_intercepts(fe, "stusps")
+    slope = fe.coef[X]
+    for ln in lines:  # each line is that state's no-pooling line
+        np.testing.assert_allclose(ln.get_ydata(), gi.loc[ln.get_label(), "estimate"] + slope * ln.get_xdata())
+    (pl,) = by_gid(ax.lines, "pooled-line")
+    assert pl.get_linestyle() == "--" and same_color(pl.get_color(), P.POOLING_COLORS["complete"])
+    np.testing.assert_allclose(pl.get_ydata(), pooled.coef["(Intercept)"] + pooled.coef[X] * pl.get_xdata())
+    assert pl.get_xdata().min() == arrests[X].min() and pl.get_xdata().max() == arrests[X].max()
+    assert legend_texts(ax.get_legend()) == [P.POOLING_LABELS["complete"]]  # no 51-entry legend
+    assert ax.get_xlabel() == LABELS[X] and ax.get_ylabel() == LABELS[Y]
+
+
+def test_group_lines_subset_and_given_ax(ml, arrests):
+    fig, ax0 = plt.subplots()
+    before = len(plt.get_fignums())
+    ax = P.plot_group_lines(ml, arrests, X, groups=["TX", "CA", "DC"], ax=ax0)
+    assert ax is ax0 and new_figures(before) == 0
+    assert [ln.get_label() for ln in by_gid(ax.lines, "group-line")] == ["TX", "CA", "DC"]
+    assert n_points(ax) == int(arrests.stusps.isin(["TX", "CA", "DC"]).sum())
+    assert legend_texts(ax.get_legend()) == ["TX", "CA", "DC"]
+    assert ax.get_legend().get_title().get_text() == "stusps"
+
+
+def test_group_lines_errors(m3, faculty, fe, pooled, arrests, ml):
+    with pytest.raises(TypeError, match="LmerResult.*LmResult"):
+        P.plot_group_lines("not a model", faculty, "experience")
+    with pytest.raises(ValueError, match=r"'years' not in data; available columns: department"):
+        P.plot_group_lines(m3, faculty, "years")
+    with pytest.raises(ValueError, match=r"Unknown level\(s\) 'chemistry'.*valid levels: biology, english"):
+        P.plot_group_lines(m3, faculty, "experience", groups=["biology", "chemistry"])
+    with pytest.raises(ValueError, match="no factor"):
+        P.plot_group_lines(pooled, arrests, X)
+    with pytest.raises(ValueError, match=r"no factor\(year\) term"):
+        P.plot_group_lines(fe, arrests, X, group="year")
+    with pytest.raises(TypeError, match="pooled to be an LmResult"):
+        P.plot_group_lines(fe, arrests, X, pooled=ml)
+    with pytest.raises(ValueError, match="grouping factor is 'stusps', not 'year'"):
+        P.plot_group_lines(ml, arrests, X, group="year")
+    with pytest.raises(TypeError, match="DataFrame"):
+        P.plot_group_lines(ml, arrests.to_dict(), X)
+    with pytest.raises(ValueError, match="must be numeric"):
+        P.plot_group_lines(ml, arrests, "stusps")
+    with pytest.raises(TypeError, match="labels must be a mapping"):
+        P.plot_group_lines(ml, arrests, X, labels=["a"])
+
+
+# --------------------------------------------------------------------------- plot_fit_line
+
+
+def test_fit_line(pooled, arrests):
+    ax = P.plot_fit_line(pooled, arrests, X, labels={Y: "Violent arrests per 1,000"})
+    assert n_points(ax) == len(arrests)
+    (line,) = ax.lines
+    assert same_color(line.get_color(), P.POOLING_COLORS["complete"])
+    np.testing.assert_allclose(line.get_ydata(), pooled.coef["(Intercept)"] + pooled.coef[X] * line.get_xdata())
+    assert line.get_xdata()[0] == arrests[X].min() and line.get_xdata()[-1] == arrests[X].max()
+    assert ax.get_xlabel() == X and ax.get_ylabel() == "Violent arrests per 1,000"
+    assert legend_texts(ax.get_legend()) == ["Complete pooling"]
+
+
+def test_fit_line_lmer_is_population_line(ml, arrests):
+    ax = P.plot_fit_line(ml, arrests, X)
+    (line,) = ax.lines
+    assert same_color(line.get_color(), P.POOLING_COLORS["partial"])
+    np.testing.assert_allclose(line.get_ydata(), ml.fixef["(Intercept)"] + ml.fixef[X] * line.get_xdata())
+
+
+def test_fit_line_errors(fe, arrests):
+    with pytest.raises(ValueError, match="use plot_group_lines"):
+        P.plot_fit_line(fe, arrests, X)
+    with pytest.raises(TypeError, match="LmResult"):
+        P.plot_fit_line(None, arrests, X)
+    with pytest.raises(ValueError, match="'poverty' not in data"):
+        P.plot_fit_line(mh.lm(f"{Y} ~ {X}", arrests), arrests, "poverty")
+
+
+# ---------------------------------------------------------------------- plot_distributions
+
+
+def test_distributions(arrests):
+    before = len(plt.get_fignums())
+    axes = P.plot_distributions(arrests, Y, X, labels=LABELS)
+    assert isinstance(axes, np.ndarray) and axes.shape == (3,) and new_figures(before) == 1
+    assert all(isinstance(a, Axes) for a in axes) and len({a.figure for a in axes}) == 1
+    for ax in axes[:2]:  # histograms count every row
+        assert sum(p.get_height() for p in ax.patches) == len(arrests)
+        assert ax.get_ylabel() == "Count"
+    assert [a.get_xlabel() for a in axes] == [LABELS[Y], LABELS[X], LABELS[X]]
+    assert axes[2].get_ylabel() == LABELS[Y]
+    assert n_points(axes[2]) == len(arrests)
+    np.testing.assert_array_equal(by_gid(axes[2].collections, "points")[0].get_offsets(), arrests[[X, Y]].to_numpy())
+
+
+def test_distributions_given_axes_and_errors(arrests):
+    fig, axs = plt.subplots(2, 2)
+    out = P.plot_distributions(arrests, Y, X, axes=axs)
+    assert list(out) == list(axs.ravel()[:3])
+    with pytest.raises(ValueError, match="needs 3 Axes, got 2"):
+        P.plot_distributions(arrests, Y, X, axes=axs.ravel()[:2])
+    with pytest.raises(ValueError, match="'crime' not in data"):
+        P.plot_distributions(arrests, "crime", X)
+
+
+# --------------------------------------------------------------------- plot_group_boxplots
+
+
+def test_group_boxplots_ordered_by_median(arrests):
+    ax = P.plot_group_boxplots(arrests, Y, "stusps", labels={"stusps": "State"})
+    medians = arrests.groupby("stusps")[Y].median().sort_values(kind="stable")
+    assert len(by_gid(ax.patches, "box")) == 51
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(medians.index)
+    drawn = [ln.get_ydata()[0] for ln in by_gid(ax.lines, "median")]
+    np.testing.assert_allclose(drawn, medians.to_numpy())
+    assert np.all(np.diff(drawn) >= 0)
+    assert ax.get_xlabel() == "State" and ax.get_ylabel() == Y
+    assert all(t.get_fontsize() <= 8 for t in ax.get_xticklabels())  # 51 labels stay legible
+
+
+def test_group_boxplots_errors(arrests):
+    with pytest.raises(ValueError, match="'state' not in data"):
+        P.plot_group_boxplots(arrests, Y, "state")
+    with pytest.raises(ValueError, match="'stusps' must be numeric"):
+        P.plot_group_boxplots(arrests, "stusps", "year")
+
+
+# ------------------------------------------------------------------------ plot_caterpillar
+
+
+def test_caterpillar_lmer_matches_model(ml):
+    before = len(plt.get_fignums())
+    ax = P.plot_caterpillar(ml, labels={"stusps": "State"})
+    assert new_figures(before) == 1
+    est = ml.coef["(Intercept)"]
+    se = ml.se_ranef["(Intercept)"]
+    order = est.sort_values(kind="stable").index
+    assert ytick_texts(ax) == list(order)  # lowest estimate at the bottom
+    np.testing.assert_array_equal(ax.get_yticks(), np.arange(51))
+    (points,) = by_gid(ax.lines, "estimates")
+    np.testing.assert_allclose(points.get_xdata(), est[order].to_numpy(), rtol=0, atol=1e-9)
+    (bars,) = by_gid(ax.collections, "intervals")
+    seg = np.asarray(bars.get_segments())
+    np.testing.assert_allclose(seg[:, 0, 0], (est - 2 * se)[order].to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(seg[:, 1, 0], (est + 2 * se)[order].to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(seg[:, 0, 1], np.arange(51))
+    (ref,) = by_gid(ax.lines, "reference")
+    assert ref.get_xdata()[0] == pytest.approx(ml.fixef["(Intercept)"])
+    assert ax.get_ylabel() == "State" and ax.get_xlabel() == "(Intercept) ± 2 SE"
+    assert ax.figure.get_size_inches()[1] >= 0.15 * 51  # tall enough for 51 labels
+    assert all(t.get_fontsize() <= 8 for t in ax.get_yticklabels())
+
+
+def test_caterpillar_slope_term_and_k(m3):
+    ax = P.plot_caterpillar(m3, term="experience", k=1.5, xlabel="Annual raise ($)")
+    est, se = m3.coef["experience"], m3.se_ranef["experience"]
+    order = est.sort_values().index
+    assert ytick_texts(ax) == list(order)
+    seg = np.asarray(by_gid(ax.collections, "intervals")[0].get_segments())
+    np.testing.assert_allclose(seg[:, 1, 0] - seg[:, 0, 0], 3.0 * se[order].to_numpy(), rtol=0, atol=1e-9)
+    assert ax.get_xlabel() == "Annual raise ($)"
+
+
+def test_caterpillar_table_input(fe, m1):
+    gi = mh.group_intercepts(fe, "stusps")
+    ax = P.plot_caterpillar(gi, color=P.POOLING_COLORS["none"])
+    order = gi.estimate.sort_values(kind="stable").index
+    assert ytick_texts(ax) == list(order)
+    seg = np.asarray(by_gid(ax.collections, "intervals")[0].get_segments())
+    np.testing.assert_allclose(seg[:, 0, 0], (gi.estimate - 2 * gi.std_error)[order], rtol=0, atol=1e-9)
+    assert not by_gid(ax.lines, "reference") and ax.get_ylabel() == "stusps"
+    ci = mh.coef_intervals(m1)  # lecture A's interval table
+    ax2 = P.plot_caterpillar(ci, ax=plt.subplots()[1])
+    seg2 = np.asarray(by_gid(ax2.collections, "intervals")[0].get_segments())
+    order2 = ci.estimate.sort_values().index
+    np.testing.assert_allclose(seg2[:, 0, 0], ci.lower[order2], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(seg2[:, 1, 0], ci.upper[order2], rtol=0, atol=1e-9)
+
+
+def test_caterpillar_errors(ml, fe):
+    with pytest.raises(ValueError, match=r"'slope' is not a random-effect term.*valid terms: \(Intercept\)"):
+        P.plot_caterpillar(ml, term="slope")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['std_error'\]"):
+        P.plot_caterpillar(pd.DataFrame({"estimate": [1.0, 2.0]}))
+    with pytest.raises(TypeError, match="LmerResult.*DataFrame"):
+        P.plot_caterpillar(fe)
+    with pytest.raises(ValueError, match="k must be a positive number"):
+        P.plot_caterpillar(ml, k=-1)
+    with pytest.raises(TypeError, match="ax must be a matplotlib Axes"):
+        P.plot_caterpillar(ml, ax="left")
+
+
+# ------------------------------------------------------------ plot_intercept_distributions
+
+
+def test_intercept_distributions(fe, ml):
+    axes = P.plot_intercept_distributions(fe, ml, xlabel="State intercept")
+    assert isinstance(axes, np.ndarray) and len(axes) == 2
+    assert axes[0].get_xlim() == axes[1].get_xlim()
+    gi = mh.group_intercepts(fe, "stusps").estimate
+    lo, hi = axes[0].get_xlim()
+    assert lo < gi.min() and hi > gi.max()
+    left = by_gid(axes[0].patches, "no-pooling-hist")
+    assert len(left) > 0 and all(same_color(p.get_facecolor()[:3], P.POOLING_COLORS["none"]) for p in left)
+    area = sum(p.get_height() * p.get_width() for p in left)
+    assert area == pytest.approx(1.0)  # a density
+    counts = [p.get_height() * p.get_width() * len(gi) for p in left]
+    assert sum(counts) == pytest.approx(len(gi))
+    (curve,) = by_gid(axes[1].lines, "normal-density")
+    mu, sd = ml.fixef["(Intercept)"], np.sqrt(ml.varcorr.vcov.iloc[0])
+    np.testing.assert_allclose(curve.get_ydata(), stats.norm.pdf(curve.get_xdata(), mu, sd), rtol=1e-12)
+    assert same_color(curve.get_color(), P.POOLING_COLORS["partial"])
+    (rug,) = by_gid(axes[1].lines, "rug")
+    np.testing.assert_allclose(np.sort(rug.get_xdata()), np.sort(ml.coef["(Intercept)"].to_numpy()))
+    assert [a.get_title() for a in axes] == [P.POOLING_LABELS["none"], P.POOLING_LABELS["partial"]]
+    assert [a.get_xlabel() for a in axes] == ["State intercept"] * 2
+
+
+def test_intercept_distributions_errors(fe, ml, m3, pooled):
+    with pytest.raises(TypeError, match="no_pooling to be an LmResult"):
+        P.plot_intercept_distributions(ml, ml)
+    with pytest.raises(TypeError, match="multilevel to be an LmerResult"):
+        P.plot_intercept_distributions(fe, fe)
+    with pytest.raises(ValueError, match="random-intercept model"):
+        P.plot_intercept_distributions(fe, m3)
+    with pytest.raises(ValueError, match=r"no factor\(stusps\) term"):
+        P.plot_intercept_distributions(pooled, ml)
+
+
+# -------------------------------------------------------------------------- plot_shrinkage
+
+
+def test_shrinkage_arrows_match_table(fe, ml):
+    before = len(plt.get_fignums())
+    axes = P.plot_shrinkage(fe, ml, labels={"stusps": "State"})
+    assert isinstance(axes, np.ndarray) and len(axes) == 2 and new_figures(before) == 1
+    table = mh.shrinkage_table(fe, ml).sort_values("no_pooling", kind="stable")
+    left, right = axes
+    arrows = by_gid(left.texts, "shrinkage-arrow")
+    assert len(arrows) == len(table) == 51
+    starts = np.array([a.xyann for a in arrows])  # (x, y) of the tail
+    ends = np.array([a.xy for a in arrows])  # (x, y) of the head
+    np.testing.assert_allclose(starts[:, 0], table.no_pooling.to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ends[:, 0], table.partial_pooling.to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(starts[:, 1], np.arange(51))
+    np.testing.assert_array_equal(ends[:, 1], np.arange(51))
+    # Small groups' arrows point toward the overall mean. (Not every arrow must: the
+    # slope also differs between the two fits, so large groups can move slightly away.)
+    overall = ml.fixef["(Intercept)"]
+    small = table.n.to_numpy() < 10
+    assert np.all(np.abs(ends[small, 0] - overall) < np.abs(starts[small, 0] - overall))
+    assert [t.split(" ")[0] for t in ytick_texts(left)] == list(table.index)
+    assert ytick_texts(left)[list(table.index).index("DC")] == "DC (n=2)"
+    (mean_line,) = by_gid(left.lines, "overall-mean")
+    assert mean_line.get_xdata()[0] == pytest.approx(overall)
+    assert same_color(mean_line.get_color(), P.POOLING_COLORS["complete"])
+    (nop,) = by_gid(left.collections, "no-pooling")
+    (part,) = by_gid(left.collections, "partial-pooling")
+    np.testing.assert_allclose(nop.get_offsets()[:, 0], table.no_pooling.to_numpy())
+    np.testing.assert_allclose(part.get_offsets()[:, 0], table.partial_pooling.to_numpy())
+    assert same_color(nop.get_edgecolor()[0][:3], P.POOLING_COLORS["none"])
+    assert same_color(part.get_facecolor()[0][:3], P.POOLING_COLORS["partial"])
+    sizes = nop.get_sizes()
+    big = table.n.to_numpy() >= 20  # above the visibility floor, area ∝ n exactly
+    np.testing.assert_allclose(sizes[big] / table.n.to_numpy()[big], sizes[big][0] / table.n.to_numpy()[big][0])
+    assert left.get_ylabel() == "State"
+    # Right panel: shrinkage 1 - w against n on a log axis.
+    (pts,) = by_gid(right.collections, "shrinkage-points")
+    np.testing.assert_allclose(pts.get_offsets()[:, 0], table.n.to_numpy())
+    np.testing.assert_allclose(pts.get_offsets()[:, 1], 1 - table.shrinkage_factor.to_numpy())
+    assert right.get_xscale() == "log"
+    assert "n" in right.get_xlabel() and "1 − w" in right.get_ylabel()
+    labelled = {t.get_text() for t in by_gid(right.texts, "point-label")}
+    assert "DC" in labelled  # the smallest group, the most shrunk, is named
+
+
+def test_shrinkage_shift_measure_and_errors(fe, ml, m3):
+    axes = P.plot_shrinkage(fe, ml, measure="shift")
+    table = mh.shrinkage_table(fe, ml).sort_values("no_pooling", kind="stable")
+    (pts,) = by_gid(axes[1].collections, "shrinkage-points")
+    np.testing.assert_allclose(pts.get_offsets()[:, 1], np.abs(table["shift"].to_numpy()))
+    with pytest.raises(ValueError, match="measure must be 'factor' or 'shift'"):
+        P.plot_shrinkage(fe, ml, measure="weight")
+    with pytest.raises(ValueError, match="random-intercept model"):
+        P.plot_shrinkage(fe, m3)
+    with pytest.raises(TypeError, match="no_pooling to be an LmResult"):
+        P.plot_shrinkage(ml, ml)
+    with pytest.raises(ValueError, match="needs 2 Axes, got 1"):
+        P.plot_shrinkage(fe, ml, axes=[plt.subplots()[1]])
+
+
+# ---------------------------------------------------------------------- plot_pooling_lines
+
+
+def test_pooling_lines(arrests, pooled, fe, ml):
+    groups = ["DC", "DE", "TX", "CA"]
+    before = len(plt.get_fignums())
+    axes = P.plot_pooling_lines(arrests, X, complete=pooled, no_pooling=fe, partial=ml, groups=groups,
+                                ncols=2, labels=LABELS)
+    assert new_figures(before) == 1
+    assert isinstance(axes, np.ndarray) and len(axes) == len(groups)
+    gi = mh.group_intercepts(fe, "stusps").estimate
+    for ax, g in zip(axes, groups):
+        n = int((arrests.stusps == g).sum())
+        assert n_points(ax) == n and ax.get_title() == f"{g} (n = {n})"
+        lines = {ln.get_gid(): ln for ln in ax.lines}
+        assert set(lines) == {"complete-line", "none-line", "partial-line"}
+        for kind in ("complete", "none", "partial"):
+            assert same_color(lines[f"{kind}-line"].get_color(), P.POOLING_COLORS[kind])
+        xs = lines["partial-line"].get_xdata()
+        np.testing.assert_allclose(lines["partial-line"].get_ydata(),
+                                   ml.coef.loc[g, "(Intercept)"] + ml.fixef[X] * xs)
+        np.testing.assert_allclose(lines["none-line"].get_ydata(), gi[g] + fe.coef[X] * xs)
+        np.testing.assert_allclose(lines["complete-line"].get_ydata(),
+                                   pooled.coef["(Intercept)"] + pooled.coef[X] * xs)
+    fig = axes[0].figure
+    assert len(fig.axes) == len(groups)  # no empty panels left over
+    assert legend_texts(fig.legends[0]) == list(P.POOLING_LABELS.values())
+    assert axes[2].get_xlabel() == LABELS[X] and axes[0].get_ylabel() == LABELS[Y]
+
+
+def test_pooling_lines_errors(arrests, pooled, fe, ml):
+    kw = {"complete": pooled, "no_pooling": fe, "partial": ml}
+    with pytest.raises(ValueError, match=r"Unknown level\(s\) 'XX' of 'stusps'; valid levels: AK, AL"):
+        P.plot_pooling_lines(arrests, X, groups=["CA", "XX"], **kw)
+    with pytest.raises(TypeError, match="partial to be an LmerResult"):
+        P.plot_pooling_lines(arrests, X, groups=["CA"], complete=pooled, no_pooling=fe, partial=fe)
+    with pytest.raises(TypeError, match="complete to be an LmResult"):
+        P.plot_pooling_lines(arrests, X, groups=["CA"], complete=ml, no_pooling=fe, partial=ml)
+    with pytest.raises(ValueError, match="needs 3 Axes, got 2"):
+        P.plot_pooling_lines(arrests, X, groups=["CA", "TX", "NY"], axes=plt.subplots(1, 2)[1], **kw)
+    with pytest.raises(ValueError, match="ncols must be a positive integer"):
+        P.plot_pooling_lines(arrests, X, groups=["CA"], ncols=0, **kw)
+
+
+# ----------------------------------------------------------------- plot_estimates_vs_truth
+
+
+def test_estimates_vs_truth(m3):
+    truth = pd.Series({d: base for d, (base, _) in FACULTY_DEPARTMENTS.items()})
+    ci = mh.coef_intervals(m3)
+    ax = P.plot_estimates_vs_truth(ci, truth, labels={"truth": "True base salary ($)"})
+    (pts,) = by_gid(ax.lines, "estimates")
+    np.testing.assert_allclose(pts.get_xdata(), truth[ci.index].to_numpy())
+    np.testing.assert_allclose(pts.get_ydata(), ci.estimate.to_numpy())
+    seg = np.asarray(by_gid(ax.collections, "intervals")[0].get_segments())
+    np.testing.assert_allclose(seg[:, 0, 1], ci.lower.to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(seg[:, 1, 1], ci.upper.to_numpy(), rtol=0, atol=1e-9)
+    (identity,) = by_gid(ax.lines, "identity")
+    np.testing.assert_array_equal(identity.get_xdata(), identity.get_ydata())
+    assert ax.get_xlim() == ax.get_ylim()
+    assert ax.get_xlabel() == "True base salary ($)" and ax.get_ylabel() == "Estimate"
+    assert {t.get_text() for t in ax.texts} == set(truth.index)  # departments are named
+
+
+def test_estimates_vs_truth_series_and_errors(m3):
+    truth = pd.Series({d: r for d, (_, r) in FACULTY_DEPARTMENTS.items()})
+    ax = P.plot_estimates_vs_truth(m3.coef["experience"], truth)
+    assert not by_gid(ax.collections, "intervals")
+    np.testing.assert_allclose(by_gid(ax.lines, "estimates")[0].get_ydata(), m3.coef["experience"].to_numpy())
+    with pytest.raises(ValueError, match="no true value for group"):
+        P.plot_estimates_vs_truth(m3.coef["experience"], truth.drop("english"))
+    with pytest.raises(TypeError, match="truth to be a pandas Series"):
+        P.plot_estimates_vs_truth(m3.coef["experience"], truth.to_dict())
+    with pytest.raises(TypeError, match="Series or DataFrame"):
+        P.plot_estimates_vs_truth([1, 2], truth)
+    with pytest.raises(ValueError, match="'estimate' column"):
+        P.plot_estimates_vs_truth(m3.coef, truth)
+
+
+# -------------------------------------------------------------------- plot_criterion_curve
+
+
+def test_criterion_curve_marks_optimum(ml):
+    ax = P.plot_criterion_curve(ml)
+    theta = float(ml.sol.theta[0])
+    (opt,) = by_gid(ax.lines, "optimum")
+    assert opt.get_xdata()[0] == theta
+    assert opt.get_ydata()[0] == pytest.approx(ml.reml_criterion, abs=1e-6)
+    (curve,) = by_gid(ax.lines, "criterion")
+    xs, ys = curve.get_xdata(), curve.get_ydata()
+    assert theta in xs and xs[0] == 0 and np.all(np.diff(xs) > 0)
+    assert xs[np.argmin(ys)] == theta  # the marked point is the minimum of the curve
+    assert ys[0] == pytest.approx(criterion(np.array([0.0]), ml._stats, ml.tmap, True))
+    assert ax.get_ylabel() == "REML criterion" and "θ" in ax.get_xlabel() or "theta" in ax.get_xlabel()
+
+
+def test_criterion_curve_ml_fit_and_grid(faculty):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mh.lmer("salary ~ experience + (1 | department)", faculty, REML=False)
+    ax = P.plot_criterion_curve(m, grid=[0.5, 1, 2, 8])
+    curve = by_gid(ax.lines, "criterion")[0]
+    np.testing.assert_allclose(curve.get_xdata(), np.sort([0.5, 1, 2, 8, m.sol.theta[0]]))
+    assert by_gid(ax.lines, "optimum")[0].get_ydata()[0] == pytest.approx(m.deviance, abs=1e-6)
+    assert ax.get_ylabel().startswith("Deviance")
+
+
+def test_criterion_curve_errors(m3, ml, fe):
+    with pytest.raises(ValueError, match="one θ parameter.*has 3"):
+        P.plot_criterion_curve(m3)
+    with pytest.raises(TypeError, match="LmerResult"):
+        P.plot_criterion_curve(fe)
+    with pytest.raises(ValueError, match="grid must hold"):
+        P.plot_criterion_curve(ml, grid=[-1, 1])
+
+
+# ------------------------------------------------------------------- every function, once
+
+
+def test_every_function_returns_axes_and_creates_one_figure(arrests, pooled, fe, ml, faculty, m3):
+    truth = pd.Series({d: b for d, (b, _) in FACULTY_DEPARTMENTS.items()})
+    calls = [
+        lambda: P.plot_group_lines(m3, faculty, "experience"),
+        lambda: P.plot_fit_line(pooled, arrests, X),
+        lambda: P.plot_distributions(arrests, Y, X),
+        lambda: P.plot_group_boxplots(arrests, Y, "stusps"),
+        lambda: P.plot_caterpillar(ml),
+        lambda: P.plot_intercept_distributions(fe, ml),
+        lambda: P.plot_shrinkage(fe, ml),
+        lambda: P.plot_pooling_lines(arrests, X, complete=pooled, no_pooling=fe, partial=ml, groups=["CA"]),
+        lambda: P.plot_estimates_vs_truth(m3.coef["(Intercept)"], truth),
+        lambda: P.plot_criterion_curve(ml),
+    ]
+    for call in calls:
+        before = len(plt.get_fignums())
+        out = call()
+        assert new_figures(before) == 1
+        flat = np.asarray(out, dtype=object).ravel()
+        assert all(isinstance(a, Axes) for a in flat)
+        fig = flat[0].figure
+        width = fig.get_size_inches()[0]
+        assert 4.5 <= width <= 9  # at most about a book column
+        fig.canvas.draw()  # renders without errors or warnings
+        plt.close(fig)
