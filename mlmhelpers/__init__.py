@@ -3,8 +3,12 @@
 The helper package of the course *Multilevel Models in Python*. Names follow
 R so that lme4 users find what they know: ``lmer``, ``lm``, ``fixef``,
 ``ranef``, ``coef``, ``se_fixef``, ``se_ranef``, ``varcorr``, ``tidy``.
+
+The course's figures live in :mod:`mlmhelpers.plots` (``from mlmhelpers import
+plots``): every function takes ``ax=None`` and returns the Axes.
 """
 
+from . import plots
 from .book import glue
 from .datasets import load_arrests, load_faculty, simulate_faculty
 from .fit import ConvergenceWarning, SingularFitWarning, lmer
