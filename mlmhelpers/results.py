@@ -167,7 +167,9 @@ class LmerResult:
                     corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
                     rows.append((g, names[j], names[i], cov[i, j], corr))
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        text = pd.StringDtype(na_value=np.nan)  # missing names print as NaN, like R's NA
+        return out.astype({"grp": text, "var1": text, "var2": text})
 
     @property
     def is_singular(self) -> bool:

@@ -97,7 +97,7 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
             for _, r in model.varcorr.iterrows():
                 if r.grp == "Residual":
                     rows.append(("Residual", "sd__Observation", r.sdcor))
-                elif r.var2 is None or (isinstance(r.var2, float) and np.isnan(r.var2)):
+                elif pd.isna(r.var2):
                     rows.append((g, f"sd__{r.var1}", r.sdcor))
                 else:
                     rows.append((g, f"cor__{r.var1}.{r.var2}", r.sdcor))
