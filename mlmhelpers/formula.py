@@ -497,7 +497,12 @@ def _new_matrix(spec, newdata: pd.DataFrame, what: str):
         try:
             return spec.get_model_matrix(newdata, na_action="raise")
         except DataMismatchWarning as exc:
-            raise ValueError(f"newdata has factor levels the model was not fitted with: {exc}") from None
+            found = re.search(r"\{(.*)\}", str(exc))
+            levels = re.sub(r"np\.\w+\((.*?)\)", r"\1", found.group(1)) if found else str(exc)
+            raise ValueError(
+                f"newdata has factor levels the model was not fitted with: {levels}. A factor's "
+                "coefficients exist only for the levels in the data it was fitted to."
+            ) from None
         except (FormulaicError, ValueError, NameError) as exc:
             raise ValueError(f"Could not build the {what} for newdata: {exc}") from None
 
