@@ -11,7 +11,15 @@ from .formula import DesignMatrices, ParsedFormula, new_fixed_matrix, new_random
 from .engine import SINGULAR_TOL, OptimResult, PLSSolution, ThetaMap, conditional_variances, fixed_vcov
 from .rprint import abbreviate, format_table, r_format
 
-__all__ = ["LmerResult"]
+__all__ = ["LmerResult", "NotAvailableError"]
+
+
+class NotAvailableError(ValueError, AttributeError):
+    """A quantity that is not defined for this kind of fit (e.g. ``deviance`` of a REML fit).
+
+    It is a ``ValueError`` and, so that ``hasattr()`` answers ``False``
+    instead of raising, an ``AttributeError``.
+    """
 
 
 def _is_na_re_form(re_form) -> bool:
@@ -193,11 +201,25 @@ class LmerResult:
         ``REML=False``.
         """
         if self.REML:
-            raise ValueError(
+            raise NotAvailableError(
                 "deviance is defined for ML fits only; this is a REML fit: use reml_criterion "
                 "(lme4's REMLcrit) or refit with lmer(..., REML=False)."
             )
         return self.opt.fun
+
+    def criterion(self, theta) -> float:
+        """The fit's profiled criterion at another ``theta``: REML criterion or ML deviance.
+
+        The function the optimiser minimised (lme4: ``getME(m, "devfun")``);
+        at ``m.theta`` it equals ``reml_criterion`` (REML fits) or
+        ``deviance`` (ML fits).
+        """
+        from .engine import criterion
+
+        theta = np.atleast_1d(np.asarray(theta, dtype=float))
+        if theta.shape != (self.tmap.size,):
+            raise ValueError(f"theta must have {self.tmap.size} value(s), got {theta.size}.")
+        return float(criterion(theta, self._stats, self.tmap, self.REML))
 
     @property
     def reml_criterion(self) -> float:

@@ -295,3 +295,11 @@ def test_predict_newdata_errors(arrests):
     b = m.fixef
     assert ok.iloc[0] == pytest.approx(b["(Intercept)"] + 3 * b["pop_pct_pov"] + b["factor(year)2016"]
                                        + m.ranef.loc["AK", "(Intercept)"])
+
+
+def test_criterion_method_and_deviance_availability(m_ri):
+    assert m_ri.criterion(m_ri.theta.to_numpy()) == pytest.approx(m_ri.reml_criterion, rel=1e-12)
+    assert m_ri.criterion(0.5) > m_ri.reml_criterion and m_ri.criterion(0.8) > m_ri.reml_criterion
+    assert not hasattr(m_ri, "deviance")  # a REML fit has no deviance; hasattr must not raise
+    with pytest.raises(ValueError, match="theta must have 1"):
+        m_ri.criterion([0.1, 0.2])
