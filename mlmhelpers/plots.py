@@ -47,7 +47,7 @@ from .tidy import shrinkage_table
 __all__ = [
     "GROUP_PALETTE", "POOLING_COLORS", "POOLING_LABELS",
     "plot_group_lines", "plot_fit_line", "plot_distributions", "plot_group_boxplots",
-    "plot_caterpillar", "plot_intercept_distributions", "plot_shrinkage", "plot_pooling_lines",
+    "plot_caterpillar", "plot_intervals", "plot_intercept_distributions", "plot_shrinkage", "plot_pooling_lines",
     "plot_estimates_vs_truth", "plot_criterion_curve",
 ]
 
@@ -606,6 +606,75 @@ def _caterpillar_frame(estimates: Any, term: str, fname: str) -> tuple[pd.DataFr
                     f"with columns 'estimate' and 'std_error', got {type(estimates).__name__}.")
 
 
+def _draw_point_ranges(ax: Axes, names: pd.Index, est: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                       *, color: str, ref: float | None) -> None:
+    """One row per name: a dot at ``est`` and a line from ``lower`` to ``upper``."""
+    n = len(names)
+    pos = np.arange(n)
+    if ref is not None:
+        ax.axvline(ref, color="#7F7F7F", ls="--", lw=1, gid="reference", zorder=1)
+    ax.hlines(pos, lower, upper, color=color, lw=1.4, alpha=0.8, gid="intervals")
+    ax.plot(est, pos, "o", color=color, ms=4.5, gid="estimates")
+    ax.set_yticks(pos, [str(lv) for lv in names])
+    ax.tick_params(axis="y", labelsize=_ytick_fontsize(n), length=0)
+    ax.set_ylim(-0.8, n - 0.2)
+
+
+def plot_intervals(table: pd.DataFrame, *, estimate: str = "fit", lower: str = "lower", upper: str = "upper",
+                   sort: bool = False, ax: Axes | None = None, xlabel: str | None = None,
+                   ylabel: str | None = None, color: str | None = None, ref: float | None = None,
+                   title: str | None = None) -> Axes:
+    """Point estimates with (possibly asymmetric) intervals, one row per table row.
+
+    Made for :func:`mlmhelpers.predict_interval` output, whose simulated
+    intervals need not be symmetric; any table with an estimate column and
+    lower/upper bounds works.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per interval; the index labels the rows (top row first).
+    estimate, lower, upper : str
+        Column names; defaults match ``predict_interval`` (``fit``, ``lower``, ``upper``).
+    sort : bool, default False
+        Order rows by the estimate (largest at the top) instead of table order.
+    ax : Axes, optional
+    xlabel, ylabel, title : str, optional
+    color : str, optional
+        Default ``POOLING_COLORS["partial"]``.
+    ref : float, optional
+        Position of a dashed reference line.
+
+    Returns
+    -------
+    Axes
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import mlmhelpers as mh
+    >>> from mlmhelpers.plots import plot_intervals
+    >>> m = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", mh.load_arrests())
+    >>> new = pd.DataFrame({"pop_pct_pov": 15.0, "stusps": ["TX", "DC", "new state"]},
+    ...                    index=["TX", "DC", "new state"])
+    >>> ax = plot_intervals(mh.predict_interval(m, new, allow_new_levels=True))
+    """
+    fname = "plot_intervals"
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{fname}() needs a DataFrame, got {type(table).__name__}.")
+    _check_columns(table, [estimate, lower, upper], fname, numeric=[estimate, lower, upper])
+    if table.empty:
+        raise ValueError(f"{fname}(): the table is empty.")
+    frame = table.sort_values(estimate, kind="stable") if sort else table.iloc[::-1]
+    est, lo, hi = (frame[c].to_numpy(dtype=float) for c in (estimate, lower, upper))
+    if np.any(lo > est) or np.any(hi < est):
+        raise ValueError(f"{fname}(): every row needs {lower} <= {estimate} <= {upper}.")
+    ax = _single_axes(ax, _tall_figsize(len(frame)) if len(frame) > 12 else _SINGLE_FIGSIZE)
+    _draw_point_ranges(ax, frame.index, est, lo, hi, color=color or POOLING_COLORS["partial"], ref=ref)
+    _finish(ax, xlabel=xlabel or estimate, ylabel=ylabel or (table.index.name or ""), title=title, grid="x")
+    return ax
+
+
 def plot_caterpillar(estimates: LmerResult | pd.DataFrame, *, term: str = "(Intercept)", k: float = 2.0,
                      ax: Axes | None = None, xlabel: str | None = None, color: str | None = None,
                      ref: float | None = None, labels: Mapping[str, str] | None = None,
@@ -660,14 +729,7 @@ def plot_caterpillar(estimates: LmerResult | pd.DataFrame, *, term: str = "(Inte
         color = POOLING_COLORS["partial"] if isinstance(estimates, LmerResult) else "#333333"
     ref = default_ref if ref is None else ref
     est, se = frame["estimate"].to_numpy(dtype=float), frame["std_error"].to_numpy(dtype=float)
-    pos = np.arange(n)
-    if ref is not None:
-        ax.axvline(ref, color="#7F7F7F", ls="--", lw=1, gid="reference", zorder=1)
-    ax.hlines(pos, est - k * se, est + k * se, color=color, lw=1.4, alpha=0.8, gid="intervals")
-    ax.plot(est, pos, "o", color=color, ms=4.5, gid="estimates")
-    ax.set_yticks(pos, [str(lv) for lv in frame.index])
-    ax.tick_params(axis="y", labelsize=_ytick_fontsize(n), length=0)
-    ax.set_ylim(-0.8, n - 0.2)
+    _draw_point_ranges(ax, frame.index, est, est - k * se, est + k * se, color=color, ref=ref)
     shown = term if isinstance(estimates, LmerResult) else "Estimate"
     _finish(ax, xlabel=xlabel if xlabel is not None else f"{shown} ± {k:g} SE", ylabel=_label(gname, labels),
             title=title, grid="x")

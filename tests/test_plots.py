@@ -136,7 +136,8 @@ def test_palettes_are_okabe_ito_and_consistent():
 
 def test_public_api_and_docstrings():
     functions = ["plot_group_lines", "plot_fit_line", "plot_distributions", "plot_group_boxplots",
-                 "plot_caterpillar", "plot_intercept_distributions", "plot_shrinkage", "plot_pooling_lines",
+                 "plot_caterpillar", "plot_intervals", "plot_intercept_distributions", "plot_shrinkage",
+                 "plot_pooling_lines",
                  "plot_estimates_vs_truth", "plot_criterion_curve"]
     assert set(P.__all__) == set(functions) | {"GROUP_PALETTE", "POOLING_COLORS", "POOLING_LABELS"}
     for name in functions:
@@ -619,3 +620,43 @@ def test_every_function_returns_axes_and_creates_one_figure(arrests, pooled, fe,
         assert 4.5 <= width <= 9  # at most about a book column
         fig.canvas.draw()  # renders without errors or warnings
         plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- plot_intervals
+def test_plot_intervals_draws_asymmetric_rows_in_table_order():
+    from mlmhelpers.plots import plot_intervals
+
+    tab = pd.DataFrame({"fit": [1.0, 5.0, 3.0], "lower": [0.0, 4.5, 1.0], "upper": [4.0, 5.2, 3.5]},
+                       index=pd.Index(["a", "b", "c"], name="state"))
+    ax = plot_intervals(tab, xlabel="Prediction", ref=2.0)
+    # Top row first: the y ticks read the table from the bottom up.
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "b", "a"]
+    segs = next(c for c in ax.collections if c.get_gid() == "intervals").get_segments()
+    ends = sorted((float(sg[0][0]), float(sg[1][0])) for sg in segs)
+    assert ends == [(0.0, 4.0), (1.0, 3.5), (4.5, 5.2)]
+    assert ax.get_xlabel() == "Prediction" and ax.get_ylabel() == "state"
+    ax2 = plot_intervals(tab, sort=True)
+    assert [t.get_text() for t in ax2.get_yticklabels()] == ["a", "c", "b"]
+
+
+def test_plot_intervals_from_predict_interval():
+    from mlmhelpers.plots import plot_intervals
+
+    m = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", mh.load_arrests())
+    new = pd.DataFrame({"pop_pct_pov": 15.0, "stusps": ["TX", "DC", "ZZ"]}, index=["TX", "DC", "ZZ"])
+    tab = mh.predict_interval(m, new, allow_new_levels=True, n_sims=500)
+    ax = plot_intervals(tab)
+    pts = next(line for line in ax.get_lines() if line.get_gid() == "estimates")
+    np.testing.assert_allclose(sorted(pts.get_xdata()), sorted(tab.fit))
+
+
+def test_plot_intervals_errors():
+    from mlmhelpers.plots import plot_intervals
+
+    with pytest.raises(TypeError, match="DataFrame"):
+        plot_intervals([1, 2])
+    bad = pd.DataFrame({"fit": [1.0], "lower": [2.0], "upper": [3.0]})
+    with pytest.raises(ValueError, match="lower <= fit <= upper"):
+        plot_intervals(bad)
+    with pytest.raises(ValueError, match="upper"):
+        plot_intervals(pd.DataFrame({"fit": [1.0], "lower": [0.0]}))
