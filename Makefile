@@ -1,8 +1,11 @@
 # Single entry point for building and checking the course. Needs only python3, npm and make.
 #
 #   make book       build the book into _build/html (warnings are errors)
-#   make test       every check: unit tests, notebooks (nbval), -W book build, browser test
+#   make test       every check: unit tests, notebooks (nbval), -W book build, student edition,
+#                   Colab cells, runtime environment (requirements.txt alone), browser
 #   make notebooks  re-execute every chapter in place (for authors, before committing)
+#   make student    the student edition: _build/student/html and _build/student/notebooks
+#   make sync-colab point every chapter's Colab setup cell at _config.yml's repository url
 #   make serve      preview _build/html on http://127.0.0.1:8000
 #   make clean      remove _build;  make distclean also removes .venv and node_modules
 
@@ -20,16 +23,24 @@ MATHJAX := $(MATHJAX_DIR)/tex-mml-chtml.js
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 PORT ?= 8000
 
-.PHONY: book test notebooks serve clean distclean setup mathjax
+.PHONY: book test notebooks student sync-colab serve clean distclean setup mathjax
 
 book: setup
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "Book built: _build/html/index.html (preview: make serve)"
 
-# pytest.ini makes this one run collect tests/ (unit tests, book build, browser) and
-# --nbval over book/*.ipynb.
+# pytest.ini makes this one run collect tests/ (unit tests, book build, student edition,
+# Colab cells, runtime environment, browser) and --nbval over book/*.ipynb.
 test: setup
 	$(BIN)/python -m pytest
+
+# Every solution removed, from the HTML and from the notebooks (scripts/student_edition.py).
+student: setup
+	$(BIN)/python scripts/student_edition.py
+
+# After changing `repository: url:` in _config.yml (scripts/sync_colab.py).
+sync-colab: setup
+	$(BIN)/python scripts/sync_colab.py
 
 setup: $(STAMP) $(MATHJAX)
 

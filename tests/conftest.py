@@ -2,6 +2,9 @@
 
 The book is built once per pytest session, exactly as `make book` builds it
 (`jupyter-book build . --all -W -n --keep-going`), into the usual `_build/html`.
+
+The slow steps of the session (book build, student edition, runtime environment, browser)
+record their duration with `timed()`; the durations are printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -10,16 +13,38 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # the tests import the course's scripts
 HTML = ROOT / "_build" / "html"
 # Prepared by `make mathjax` (part of `make book` / `make test`); see _config.yml.
 MATHJAX_EXTRA = ROOT / "_build" / "mathjax" / "_static" / "mathjax"
 BUILD_ARGS = ["build", ".", "--all", "-W", "-n", "--keep-going"]  # as `make book`
+
+TIMINGS: dict[str, float] = {}  # what -> seconds, printed by pytest_terminal_summary
+
+
+@contextmanager
+def timed(what: str):
+    """Record how long the block takes under `what` (summed if used repeatedly)."""
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        TIMINGS[what] = TIMINGS.get(what, 0.0) + time.monotonic() - start
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if TIMINGS:
+        terminalreporter.section("durations of the book checks")
+        for what, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{what:<58} {seconds:7.1f} s")
 
 
 @dataclass
@@ -43,10 +68,11 @@ def book_build() -> BookBuild:
         )
     shutil.rmtree(HTML, ignore_errors=True)  # whatever is there afterwards is from this build
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    proc = subprocess.run(
-        [str(jupyter_book), *BUILD_ARGS], cwd=ROOT, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
-    )
+    with timed("book build (jupyter-book build -W)"):
+        proc = subprocess.run(
+            [str(jupyter_book), *BUILD_ARGS], cwd=ROOT, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
+        )
     plain = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)  # jupyter-book colours its log always
     return BookBuild(proc.returncode, plain, HTML)
 

@@ -1,0 +1,124 @@
+"""requirements.txt alone runs every chapter: what Binder builds and a student installs.
+
+A fresh virtual environment, `_build/runtime-venv`, is created on every run from the same
+Python as the development environment (runtime.txt names the version Binder uses) and gets
+`pip install -r requirements.txt` and nothing else: no Jupyter Book, MyST-NB, nbval, nbformat
+or nbclient (pip's download cache is used). Every book/*.ipynb is then run top to bottom by
+scripts/run_notebooks.py, with that environment's own interpreter and its `python3` kernel;
+the runner needs only `jupyter_client`, which ipykernel depends on. Any error fails the
+chapter's test. The chapters call `from mlmhelpers import glue`, which does nothing without
+MyST-NB, so they run here unchanged.
+
+Takes about a minute to build the environment plus the chapters' own run time (see the
+durations printed at the end). Skip it locally with `MLM_SKIP_RUNTIME_ENV=1 make test`;
+with CI=true (as in CI) it always runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import timed
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / "_build" / "runtime-venv"
+RUNNER = ROOT / "scripts" / "run_notebooks.py"
+CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
+SKIP_VARIABLE = "MLM_SKIP_RUNTIME_ENV"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get(SKIP_VARIABLE)) and not IN_CI,
+    reason=f"{SKIP_VARIABLE} is set: the runtime-environment check (requirements.txt alone runs "
+           "every chapter) was SKIPPED; it always runs in CI (CI=true)",
+)
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for the runtime interpreter: nothing pointing at the development
+    environment, no user site-packages, and the venv's own kernel spec first."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JUPYTER_PATH", "MPLBACKEND"}}
+    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONNOUSERSITE"] = "1"
+    env["JUPYTER_PREFER_ENV_PATH"] = "1"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def runtime_python() -> Path:
+    """A fresh venv with requirements.txt installed, and nothing else."""
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    python = VENV / "bin" / "python"
+    with timed("runtime venv: fresh venv + pip install -r requirements.txt"):
+        shutil.rmtree(VENV, ignore_errors=True)
+        steps = [
+            [str(base), "-m", "venv", str(VENV)],
+            [str(python), "-m", "pip", "install", "--quiet", "-r", "requirements.txt"],
+        ]
+        for step in steps:
+            proc = subprocess.run(step, cwd=ROOT, env=clean_env(), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+            if proc.returncode != 0:
+                pytest.fail(f"{' '.join(step)} failed:\n{proc.stdout[-4000:]}")
+    return python
+
+
+def run_notebooks(python: Path, *notebooks: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), str(RUNNER), *map(str, notebooks)], cwd=ROOT, env=clean_env(),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=3600,
+    )
+
+
+def kernel_info(output: str) -> dict:
+    line = next((ln for ln in output.splitlines() if ln.startswith("kernel:")), None)
+    assert line, f"the runner printed no kernel line:\n{output[-2000:]}"
+    return json.loads(line.removeprefix("kernel:"))
+
+
+def test_runtime_python_is_the_binder_version(runtime_python: Path) -> None:
+    wanted = (ROOT / "runtime.txt").read_text(encoding="utf-8").strip().removeprefix("python-")
+    version = subprocess.run([str(runtime_python), "-c", "import platform; print(platform.python_version())"],
+                             stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+    assert version == wanted or version.startswith(wanted + "."), (
+        f"runtime.txt says python-{wanted} (Binder), the runtime venv has Python {version}")
+
+
+def test_runner_fails_on_an_error(runtime_python: Path, tmp_path: Path) -> None:
+    """The runner is no rubber stamp: a notebook whose second cell raises fails, and a
+    cell tagged raises-exception may raise."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
+    bad = tmp_path / "bad.ipynb"
+    nbformat.write(nb, bad)
+    result = run_notebooks(runtime_python, bad)
+    assert result.returncode == 1 and "ZeroDivisionError" in result.stdout, result.stdout
+    info = kernel_info(result.stdout)
+    assert Path(info["prefix"]).resolve() == VENV.resolve(), f"the kernel is not the runtime venv's: {info}"
+    assert info["book_tools"] == [], f"book or test tools are importable in the runtime venv: {info['book_tools']}"
+
+    nb.cells[1].metadata["tags"] = ["raises-exception"]
+    nbformat.write(nb, bad)
+    assert run_notebooks(runtime_python, bad).returncode == 0
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.name for p in CHAPTERS])
+def test_chapter_runs_with_runtime_requirements_only(runtime_python: Path, chapter: Path) -> None:
+    with timed("runtime venv: chapters run top to bottom"):
+        result = run_notebooks(runtime_python, chapter)
+    info = kernel_info(result.stdout)
+    assert Path(info["prefix"]).resolve() == VENV.resolve(), f"the kernel is not the runtime venv's: {info}"
+    assert info["book_tools"] == [], f"book or test tools are importable in the runtime venv: {info['book_tools']}"
+    assert result.returncode == 0, f"{chapter.name} fails with requirements.txt alone:\n{result.stdout[-6000:]}"
