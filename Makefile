@@ -35,7 +35,8 @@ test: setup
 	$(BIN)/python -m pytest
 
 # Every solution removed, from the HTML and from the notebooks (scripts/student_edition.py).
-student: setup
+# The full book is built first: its rendered solutions are what the leak check looks for.
+student: book
 	$(BIN)/python scripts/student_edition.py
 
 # After changing `repository: url:` in _config.yml (scripts/sync_colab.py).

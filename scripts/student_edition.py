@@ -35,8 +35,11 @@ How (each step is a function that tests/test_student_edition.py also calls):
    downloaded .ipynb or .md carries no solutions either.
 4. ``write_handouts()`` writes the student notebooks (solutions removed, outputs, execution
    counts and timing metadata cleared).
-5. ``leaks()`` scans both outputs for every solution's distinctive lines, taken from the
-   full sources; the script fails if any is found, or if an exercise went missing.
+5. ``leaks()`` scans both outputs for every solution's distinctive lines. They are taken from
+   the sources and, independently of the stripping code, from the full book's HTML
+   (``html_solutions()``: the solutions as sphinx-exercise rendered them; `make student`
+   runs `make book` first). The script fails if any line is found, or if the full book
+   shows a different number of solutions than the stripper removed.
 
 A malformed solution (a solution-start without its solution-end, or the reverse) is an
 error, never silently passed through or allowed to swallow the rest of the chapter.
@@ -64,6 +67,7 @@ SRC = OUT / "src"
 HTML = OUT / "html"
 NOTEBOOKS = OUT / "notebooks"
 MATHJAX = ROOT / "_build" / "mathjax"  # prepared by `make mathjax`; see _config.yml
+FULL_HTML = ROOT / "_build" / "html"  # the full book (`make book`), for the leak check
 
 # Top-level entries never copied to the staging folder (not book sources, or very large).
 SKIP_TOP = {".git", ".venv", "node_modules", "_build"}
@@ -479,6 +483,58 @@ def leaks(needle_set: set[str], *folders: Path) -> list[tuple[str, str]]:
     return found
 
 
+class _SolutionDivs(HTMLParser):
+    """Splits a page's text into the text of each solution as sphinx-exercise rendered it
+    (<div class="solution ...">, nested divs included) and the text outside solutions."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.solutions: list[list[str]] = []
+        self.outside: list[str] = []
+        self._depth = 0  # div nesting inside the current solution; 0 = not in a solution
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "div":
+            return
+        if self._depth:
+            self._depth += 1
+        elif "solution" in (dict(attrs).get("class") or "").split():
+            self._depth = 1
+            self.solutions.append([])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self._depth:
+            self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        (self.solutions[-1] if self._depth else self.outside).append(data)
+
+
+def html_solutions(html: Path, pages: list[str]) -> tuple[dict[tuple[str, int], str], str]:
+    """The solutions of a built (full) book, read from its HTML, independently of the
+    stripping code: {(page, n): text of the page's n-th solution}, and the normalised text of
+    all pages outside solutions."""
+    solutions, outside = {}, []
+    for page in pages:
+        parser = _SolutionDivs()
+        parser.feed((html / page).read_text(encoding="utf-8"))
+        outside.append("".join(parser.outside))
+        for n, parts in enumerate(parser.solutions, start=1):
+            solutions[(page, n)] = "".join(parts)
+    return solutions, normalise("\n".join(outside))
+
+
+def html_needles(text: str, outside: str) -> set[str]:
+    """Distinctive lines of a solution's rendered text (code lines, lines of prose, outputs):
+    at least MIN_NEEDLE characters, found nowhere in the book outside solutions."""
+    found = set()
+    for line in text.splitlines():
+        line = normalise(line).strip(" .,;:()")
+        if len(line) >= MIN_NEEDLE and line not in outside:
+            found.add(line)
+    return found
+
+
 def book_solutions(root: Path = ROOT) -> tuple[dict[str, list[Solution]], str]:
     """The solutions of every page of the book, and the book's text outside them."""
     solutions, elsewhere = {}, []
@@ -510,7 +566,19 @@ def main() -> int:
         print("student edition: the build failed or warned (see above)", file=sys.stderr)
         return 1
     handouts = write_handouts(src)
+    # What to look for: the solutions' distinctive lines, from the sources and, independently
+    # of the stripping code, from the full book's HTML (`make student` builds it first).
     all_needles = set().union(*(needles(s, elsewhere) for found in solutions.values() for s in found))
+    if (FULL_HTML / "index.html").is_file():
+        pages = [p.relative_to(ROOT).with_suffix(".html").as_posix() for p in toc_files()]
+        rendered, outside = html_solutions(FULL_HTML, pages)
+        all_needles |= set().union(*(html_needles(text, outside) for text in rendered.values()))
+        if len(rendered) != sum(map(len, solutions.values())):
+            print(f"student edition: the full book shows {len(rendered)} solutions, the stripper "
+                  f"found {sum(map(len, solutions.values()))} (is _build/html up to date?)", file=sys.stderr)
+            return 1
+    else:
+        print("note: _build/html not built: checking with the solutions found in the sources only")
     leaked = leaks(all_needles, HTML, NOTEBOOKS)
     if leaked:
         for path, needle in leaked[:40]:

@@ -1,12 +1,14 @@
 """The student edition (`make student`, scripts/student_edition.py) carries no solutions.
 
 The edition is built once per session, the way `make student` builds it, into
-_build/student/ (html/ and notebooks/). The leak check works on *distinctive solution
-fragments*: every line of every solution in the full book (solution code, solution prose
-split at markdown markup) of at least 20 characters that occurs nowhere else in the book.
+_build/student/ (html/ and notebooks/). The leak check looks for *distinctive solution
+lines* of at least 20 characters that occur nowhere else in the book, found two independent
+ways: from the sources (solution code, solution prose split at markdown markup, as the
+stripping code delimits the solutions) and from the full book's HTML (the text of every
+solution as sphinx-exercise rendered it, whatever the stripping code thinks).
 
-* positive control: every solution has fragments, and at least one of them is found in the
-  full book's HTML page, so the checker can see a solution where there is one;
+* positive control: both ways find the same solutions on every page, every solution has
+  distinctive lines, and they are visible in the full book's page;
 * the check: none of the fragments occurs anywhere under _build/student/html (pages,
   search index, the downloadable _sources/) or _build/student/notebooks;
 * negative controls: the same checker run on unstripped notebooks reports every solution,
@@ -64,10 +66,25 @@ def solutions() -> tuple[dict[str, list[se.Solution]], str]:
 
 
 @pytest.fixture(scope="session")
-def needles(solutions) -> dict[tuple[str, str], set[str]]:
-    """(page, exercise label) -> the solution's distinctive fragments."""
+def needles(solutions, built_html: Path) -> dict[tuple[str, int], dict[str, set[str]]]:
+    """(page, n) -> the distinctive lines of the page's n-th solution, found two independent
+    ways: "source", from the solution as the stripping code delimits it in the page's source,
+    and "html", from the solution as sphinx-exercise rendered it in the full book."""
     by_page, elsewhere = solutions
-    return {(page, s.label): se.needles(s, elsewhere) for page, found in by_page.items() for s in found}
+    pages = [p.relative_to(ROOT).with_suffix(".html").as_posix() for p in se.toc_files(ROOT)]
+    rendered, outside = se.html_solutions(built_html, pages)
+    found: dict[tuple[str, int], dict[str, set[str]]] = {}
+    for key, text in rendered.items():
+        found.setdefault(key, {})["html"] = se.html_needles(text, outside)
+    for page, solutions_of_page in by_page.items():
+        for n, solution in enumerate(solutions_of_page, start=1):
+            key = (Path(page).with_suffix(".html").as_posix(), n)
+            found.setdefault(key, {})["source"] = se.needles(solution, elsewhere)
+    return found
+
+
+def all_needles(needles) -> set[str]:
+    return set().union(*(ways.get("html", set()) | ways.get("source", set()) for ways in needles.values()))
 
 
 def exercises_of(page: Path) -> list[str]:
@@ -116,22 +133,30 @@ def test_student_pages_download_stripped_sources_and_launch_nothing(student: Stu
 
 # --- no solution survives ----------------------------------------------------------------
 
-def test_every_solution_is_visible_to_the_checker(solutions, needles, built_html: Path) -> None:
-    """Positive control: each solution of the full book has distinctive fragments, and the
-    checker finds at least one of them in the full book's page."""
-    assert solutions[0] or not any(se.solutions_in(p) for p in se.toc_files(ROOT))
-    blind = []
-    for (page, label), fragments in needles.items():
-        full_text = se.searchable_text(html_page(built_html, page))
-        if not any(f in full_text for f in fragments):
-            blind.append(f"{page} {label}: {sorted(fragments)[:3]}")
-    assert not blind, "solutions the checker cannot see in the full book:\n" + "\n".join(blind)
+def test_every_solution_is_visible_to_the_checker(needles, built_html: Path) -> None:
+    """Positive control. The stripping code and sphinx-exercise agree on where the solutions
+    are (same number on every page); every solution has distinctive lines in its rendered
+    HTML, and at least one of its source lines is found in the full book's page."""
+    if not needles:
+        pytest.skip("no solutions in the book yet")
+    problems = []
+    for (page, n), ways in sorted(needles.items()):
+        if set(ways) != {"html", "source"}:
+            problems.append(f"{page} solution {n}: only in the {'/'.join(ways)} (the stripper and "
+                            "sphinx-exercise disagree about the solutions of this page)")
+            continue
+        if not ways["html"]:
+            problems.append(f"{page} solution {n}: no distinctive line in its rendered text")
+        full_text = se.searchable_text(built_html / page)
+        if not any(f in full_text for f in ways["source"]):
+            problems.append(f"{page} solution {n}: none of its source lines is visible in the page: "
+                            f"{sorted(ways['source'])[:3]}")
+    assert not problems, "solutions the checker cannot see:\n" + "\n".join(problems)
 
 
 def test_no_solution_text_in_the_student_edition(student: StudentEdition, needles) -> None:
-    all_needles = set().union(*needles.values()) if needles else set()
-    found = se.leaks(all_needles, se.HTML, se.NOTEBOOKS)
-    assert not found, f"{len(found)} solution fragments in the student edition:\n" + "\n".join(
+    found = se.leaks(all_needles(needles), se.HTML, se.NOTEBOOKS)
+    assert not found, f"{len(found)} solution lines in the student edition:\n" + "\n".join(
         f"{Path(path).relative_to(ROOT)}: {needle!r}" for path, needle in found[:30])
     # No solution admonition on a page, no solution directive in a downloadable source or a
     # handout (examples of the syntax in code blocks, as on the instructors' page, are fine).
@@ -144,19 +169,19 @@ def test_no_solution_text_in_the_student_edition(student: StudentEdition, needle
     assert not left, "\n".join(left)
 
 
-def test_the_checker_reports_unstripped_notebooks(solutions, needles, tmp_path: Path) -> None:
+def test_the_checker_reports_unstripped_notebooks(needles, tmp_path: Path) -> None:
     """Negative control: hand out the pages WITHOUT stripping them; the checker must report
     every one of their solutions."""
-    by_page, _ = solutions
-    if not by_page:
-        pytest.skip("no chapter has solutions yet")
-    for page in by_page:
-        if page.endswith(".ipynb"):
-            nbformat.write(se.handout(nbformat.read(ROOT / page, as_version=4)), tmp_path / Path(page).name)
+    if not needles:
+        pytest.skip("no solutions in the book yet")
+    for page in se.toc_files(ROOT):
+        if page.suffix == ".ipynb":
+            nbformat.write(se.handout(nbformat.read(page, as_version=4)), tmp_path / page.name)
         else:
-            (tmp_path / Path(page).name).write_text((ROOT / page).read_text(encoding="utf-8"), encoding="utf-8")
-    found = {needle for _, needle in se.leaks(set().union(*needles.values()), tmp_path)}
-    missed = [key for key, fragments in needles.items() if not fragments & found]
+            (tmp_path / page.name).write_text(page.read_text(encoding="utf-8"), encoding="utf-8")
+    found = {needle for _, needle in se.leaks(all_needles(needles), tmp_path)}
+    missed = [key for key, ways in needles.items()
+              if not (ways.get("html", set()) | ways.get("source", set())) & found]
     assert not missed, f"the checker did not notice these unstripped solutions: {missed}"
 
 
