@@ -77,6 +77,7 @@ notebooks: setup
 		JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter execute --inplace \
 			--kernel_name=python3 --timeout=1200 "$$nb"; \
 	done
+	$(BIN)/python scripts/clean_notebooks.py $(NOTEBOOKS)
 
 serve:
 	@test -f _build/html/index.html || { echo "Run 'make book' first."; exit 1; }

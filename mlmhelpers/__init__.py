@@ -8,7 +8,7 @@ The course's figures live in :mod:`mlmhelpers.plots` (``from mlmhelpers import
 plots``): every function takes ``ax=None`` and returns the Axes.
 """
 
-from . import plots
+from . import plots  # noqa: F401  (mlmhelpers.plots, the course figures)
 from .book import glue
 from .datasets import load_arrests, load_faculty, simulate_faculty
 from .fit import ConvergenceWarning, SingularFitWarning, lmer

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import re
 import shutil
 import threading
 from dataclasses import dataclass, field

@@ -27,17 +27,6 @@ NOTEBOOK = ROOT / "book" / "02_pooling_violent_arrests.ipynb"
 DATA = ROOT / "data" / "violent_arrest_data.csv"
 Y, X, G = "violent_arrest_per1000", "pop_pct_pov", "stusps"
 
-COLAB_CELL = '''# Colab only: fetch the course's package and data (does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    import subprocess
-
-    repo = "https://github.com/mlm-course/multilevel-models-python"
-    subprocess.run(["git", "clone", "--depth", "1", repo, "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "formulaic==1.2.2"], check=True)
-    sys.path.insert(0, "/content/course")'''
-
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -253,13 +242,6 @@ def output_texts(nb) -> list[str]:
             elif "data" in o:
                 texts.extend(v for k, v in o.data.items() if k.endswith("text/plain") or k == "text/html")
     return texts
-
-
-def test_first_code_cell_is_the_colab_setup(notebook):
-    first = code_cells(notebook)[0]
-    assert first.source == COLAB_CELL
-    assert first.metadata.get("tags") == ["remove-cell"]
-    assert not first.outputs
 
 
 def test_execution_counts_and_clean_outputs(notebook):

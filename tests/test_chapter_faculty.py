@@ -40,17 +40,6 @@ F_SLOPE = "salary ~ experience + (0 + experience | department)"
 F_BOTH = "salary ~ experience + (1 + experience | department)"
 F_UNCORRELATED = "salary ~ experience + (experience || department)"
 
-COLAB_CELL = """\
-# Colab only: fetch the course's package and data (does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    import subprocess
-
-    repo = "https://github.com/mlm-course/multilevel-models-python"
-    subprocess.run(["git", "clone", "--depth", "1", repo, "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "formulaic==1.2.2"], check=True)
-    sys.path.insert(0, "/content/course")"""
 
 # The lecture's printed coefficient tables (its own unseeded draw).
 LECTURE_M1_INTERCEPTS = {"biology": 48212.63, "english": 56826.04, "informatics": 73372.25,
@@ -429,12 +418,6 @@ def test_claims_in_the_exercise_solutions(faculty, fits, truth):
 
 
 # ------------------------------------------------------------------------ the notebook
-
-
-def test_first_code_cell_is_the_colab_cell(notebook):
-    first = _code_cells(notebook)[0]
-    assert _source(first) == COLAB_CELL
-    assert "remove-cell" in first["metadata"].get("tags", [])
 
 
 def test_notebook_has_the_correction_boxes(notebook):

@@ -33,17 +33,6 @@ COMING_FROM_R = ROOT / "book" / "coming_from_r.md"
 FORMULA = "violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)"
 FIVE_STATES = ["AZ", "CO", "NM", "NV", "UT"]  # the chapter's dense-matrix subset
 
-COLAB_CELL = '''# Colab only: fetch the course's package and data (does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    import subprocess
-
-    repo = "https://github.com/mlm-course/multilevel-models-python"
-    subprocess.run(["git", "clone", "--depth", "1", repo, "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "formulaic==1.2.2"], check=True)
-    sys.path.insert(0, "/content/course")'''
-
 
 # ------------------------------------------------------------------------------ fixtures
 
@@ -254,12 +243,6 @@ def test_statsmodels_full_hessian_versus_conditional_vcov(arrests, m) -> None:
 @pytest.fixture(scope="module")
 def notebook() -> nbformat.NotebookNode:
     return nbformat.read(NOTEBOOK, as_version=4)
-
-
-def test_first_code_cell_is_the_colab_cell(notebook) -> None:
-    first = next(c for c in notebook.cells if c.cell_type == "code")
-    assert first.source == COLAB_CELL
-    assert first.metadata.get("tags") == ["remove-cell"]
 
 
 def test_glue_keys_used_in_markdown_are_defined(notebook) -> None:

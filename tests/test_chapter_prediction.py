@@ -21,7 +21,6 @@ Run with ``.venv/bin/python -m pytest tests/test_chapter_prediction.py -o addopt
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,17 +42,6 @@ X_STAR = 15.0  # the chapter's poverty rate for the interval examples
 N_SIMS, SEED = 20_000, 2024  # the chapter's simulation settings
 Z975 = stats.norm.ppf(0.975)
 
-COLAB_CELL = '''# Colab only: fetch the course's package and data (does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    import subprocess
-
-    repo = "https://github.com/mlm-course/multilevel-models-python"
-    subprocess.run(["git", "clone", "--depth", "1", repo, "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "formulaic==1.2.2"], check=True)
-    sys.path.insert(0, "/content/course")'''
-
 
 # ------------------------------------------------------------------------------ the notebook
 
@@ -73,27 +61,6 @@ def glued() -> dict[str, float]:
             if "name" in book:
                 out[book["name"]] = float(o["data"][book.get("mime_prefix", "") + "text/plain"])
     return out
-
-
-def test_first_code_cell_is_the_colab_cell() -> None:
-    first = next(c for c in notebook().cells if c.cell_type == "code")
-    assert first.source == COLAB_CELL
-    assert "remove-cell" in first.metadata.get("tags", [])
-
-
-def test_execution_counts_run_in_order() -> None:
-    counts = [c.execution_count for c in notebook().cells if c.cell_type == "code"]
-    assert counts == list(range(1, len(counts) + 1))
-
-
-def test_glue_keys_used_in_markdown_exist() -> None:
-    used = set()
-    for cell in notebook().cells:
-        if cell.cell_type == "markdown":
-            used |= set(re.findall(r"\{glue(?::\w+)?\}`([^`:]+)", cell.source))
-    assert used, "the chapter uses no glue keys?"
-    missing = used - set(glued())
-    assert not missing, f"glue keys used in markdown but never stored: {sorted(missing)}"
 
 
 # ------------------------------------------------------------- an independent REML refit

@@ -33,17 +33,6 @@ F_UNCORR = f"{Y} ~ pop_pct_pov + (pop_pct_pov || stusps)"
 F_SLOPE_C = f"{Y} ~ pov_c + (1 + pov_c | stusps)"
 F_UNCORR_C = f"{Y} ~ pov_c + (pov_c || stusps)"
 
-COLAB_CELL = '''# Colab only: fetch the course's package and data (does nothing anywhere else).
-import sys
-
-if "google.colab" in sys.modules:
-    import subprocess
-
-    repo = "https://github.com/mlm-course/multilevel-models-python"
-    subprocess.run(["git", "clone", "--depth", "1", repo, "/content/course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "formulaic==1.2.2"], check=True)
-    sys.path.insert(0, "/content/course")'''
-
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
@@ -103,19 +92,6 @@ def statsmodels_loglik(m: mh.LmerResult, reml: bool) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------- notebook form
-def test_first_code_cell_is_the_colab_cell(nb):
-    first = next(c for c in nb.cells if c.cell_type == "code")
-    assert first.source == COLAB_CELL
-    assert "remove-cell" in first.metadata.get("tags", [])
-
-
-def test_glue_keys_used_in_markdown_exist(nb, glued):
-    used = set()
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            used |= set(re.findall(r"\{glue(?::\w+)?\}`([A-Za-z_][\w]*)(?::[^`]*)?`", cell.source))
-    assert used, "the chapter uses no glued numbers?"
-    assert sorted(used - set(glued)) == []
 
 
 def test_figures_have_caption_name_and_alt_text(nb):

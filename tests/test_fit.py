@@ -9,7 +9,6 @@ import statsmodels.api as sm
 from statsmodels.regression.mixed_linear_model import MixedLMParams
 
 import mlmhelpers as mh
-from mlmhelpers.engine import criterion
 
 ARRESTS_RI = "violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)"
 
