@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
-from scipy.linalg import cho_solve, solve_triangular
+from scipy.linalg import cho_solve
 
 __all__ = ["SufficientStats", "ThetaMap", "PLSSolution", "sufficient_stats", "pls", "criterion",
            "criterion_and_gradient", "optimize_theta", "conditional_variances", "fixed_vcov"]
@@ -184,7 +184,7 @@ def _chol(A: np.ndarray) -> np.ndarray:
         for j in range(i + 1):
             s = A[:, i, j] - np.einsum("jk,jk->j", L[:, i, :j], L[:, j, :j]) if j else A[:, i, j].copy()
             if i == j:
-                if np.any(s <= 0) or not np.all(np.isfinite(s)):
+                if not s.min() > 0:  # also catches NaN
                     raise np.linalg.LinAlgError("matrix not positive definite")
                 L[:, i, i] = np.sqrt(s)
             else:
@@ -247,12 +247,14 @@ def pls(theta: np.ndarray, stats: SufficientStats, tmap: ThetaMap) -> PLSSolutio
             "The fixed-effects cross-product is not positive definite at this θ; "
             "the fixed-effect design may be collinear with the random effects."
         ) from None
-    cbeta = solve_triangular(RX, rhs, lower=True)
-    beta = solve_triangular(RX.T, cbeta, lower=False)
+    # β̂ solves R_Xᵀ R_X β = rhs, and ‖c_β‖² = ‖R_X⁻¹ rhs‖² = rhsᵀ β̂. (NumPy's solvers: the
+    # p × p system is tiny and scipy's wrappers would cost more than the solve.)
+    beta = np.linalg.solve(schur, rhs)
+    cbeta_sq = float(rhs @ beta)
     resid_u = cu - RZX @ beta
     u = _solve_upper_t(L, resid_u[:, :, None])[:, :, 0]
     b = u @ lam.T
-    pwrss = stats.yty - float(np.sum(cu * cu)) - float(cbeta @ cbeta)
+    pwrss = stats.yty - float(np.sum(cu * cu)) - cbeta_sq
     ldL2 = 2.0 * float(np.sum(np.log(np.diagonal(L, axis1=1, axis2=2))))
     ldRX2 = 2.0 * float(np.sum(np.log(np.diag(RX))))
     return PLSSolution(theta=theta.copy(), Lambda=lam, L=L, RZX=RZX, RX=RX,
@@ -303,7 +305,7 @@ def criterion_and_gradient(theta: np.ndarray, stats: SufficientStats, tmap: Thet
     n = stats.n
     if reml:
         P = _solve_upper_t(L, sol.RZX)  # (J, q, p) = A⁻¹ Λᵀ ZᵀX
-        Minv = cho_solve((sol.RX, True), np.eye(p))
+        Minv = np.linalg.inv(sol.RX @ sol.RX.T)
         PM = P @ Minv
         G2 = np.einsum("jqp,jsp->qs", PM, stats.ZtX)
         T = np.matmul(PM, np.swapaxes(P, 1, 2))  # (J, q, q)
@@ -326,18 +328,20 @@ class OptimResult:
     message: str
 
 
-def _convergence_check(fg, theta: np.ndarray, tmap: ThetaMap, tol: float = 2e-3) -> tuple[bool, float]:
+def _convergence_check(fg, theta: np.ndarray, tmap: ThetaMap, tol: float = 2e-3) -> tuple[bool, float, np.ndarray]:
     """lme4's ``checkConv``: the Newton step ``H⁻¹g`` at the optimum must be small.
 
     ``g`` is the exact gradient; ``H`` comes from forward differences of it
     (steps into the feasible region). Parameters on an active bound (a zero
     diagonal of Λ with a gradient pushing outwards) are excluded, as the
-    gradient need not vanish there.
+    gradient need not vanish there. Returns ``(ok, max|H⁻¹g|, H⁻¹g)``; the
+    step (zero for excluded parameters) lets the caller polish the optimum.
     """
     k = len(theta)
+    no_step = np.zeros(k)
     _, g = fg(theta)
     if not np.all(np.isfinite(g)):
-        return False, np.inf
+        return False, np.inf, no_step
     H = np.empty((k, k))
     for i in range(k):
         h = 1e-5 * max(1.0, abs(theta[i]))
@@ -349,15 +353,18 @@ def _convergence_check(fg, theta: np.ndarray, tmap: ThetaMap, tol: float = 2e-3)
     lower = tmap.lower
     free = ~((theta <= lower + 1e-8) & (g > 0))
     if not free.any():
-        return True, 0.0
+        return True, 0.0, no_step
     g, H = g[free], H[np.ix_(free, free)]
     try:
-        scaled = float(np.max(np.abs(np.linalg.solve(H, g))))
+        step_free = np.linalg.solve(H, g)
+        scaled = float(np.max(np.abs(step_free)))
     except np.linalg.LinAlgError:
-        scaled = float(np.max(np.abs(g)))
+        step_free, scaled = np.zeros_like(g), float(np.max(np.abs(g)))
     if not np.isfinite(scaled):
-        scaled = float(np.max(np.abs(g)))
-    return scaled < tol, scaled
+        step_free, scaled = np.zeros_like(g), float(np.max(np.abs(g)))
+    step = no_step.copy()
+    step[free] = step_free
+    return scaled < tol, scaled, step
 
 
 def optimize_theta(stats: SufficientStats, tmap: ThetaMap, reml: bool, theta0: np.ndarray | None = None) -> OptimResult:
@@ -369,8 +376,10 @@ def optimize_theta(stats: SufficientStats, tmap: ThetaMap, reml: bool, theta0: n
     (:func:`criterion_and_gradient`) from lme4's start (Λ = I), then
     variances that end near zero are put exactly on the boundary and the rest
     re-optimised. Either way the answer is checked like lme4's
-    ``checkConv`` (Newton step ``H⁻¹g`` at the optimum); if the check fails,
-    bounded Powell and Nelder–Mead restarts polish the best point.
+    ``checkConv`` (Newton step ``H⁻¹g`` at the optimum); when it passes, that
+    Newton step is taken (if it lowers the criterion) to polish the answer;
+    if the check fails, bounded Powell and Nelder–Mead restarts polish the
+    best point.
     """
     nfev = 0
 
@@ -408,7 +417,7 @@ def optimize_theta(stats: SufficientStats, tmap: ThetaMap, reml: bool, theta0: n
             # unconstrained: bounds would let the optimiser stop on a zero diagonal,
             # where the gradient vanishes by symmetry without being a minimum.
             res = optimize.minimize(fg, start, jac=True, method="L-BFGS-B",
-                                    options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000})
+                                    options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 5000})
             used.append("L-BFGS-B")
             th = tmap.canonical(np.asarray(res.x, dtype=float))
             candidates.append((f(th), th))
@@ -422,7 +431,14 @@ def optimize_theta(stats: SufficientStats, tmap: ThetaMap, reml: bool, theta0: n
                 candidates.append((float(r.fun), tmap.canonical(np.asarray(r.x, dtype=float))))
         fun, theta = min(candidates, key=lambda c: c[0])
         theta = np.where(tmap.is_diag, np.maximum(theta, 0.0), theta)
-        ok, max_grad = _convergence_check(fg, theta, tmap)
+        ok, max_grad, step = _convergence_check(fg, theta, tmap)
+        if ok and np.any(step):
+            # One Newton step with the Hessian of the check: quadratic convergence turns
+            # the quasi-Newton answer into one accurate to about machine precision.
+            polished = tmap.canonical(theta - step)
+            f_new = f(polished)
+            if f_new <= fun:
+                fun, theta = f_new, np.where(tmap.is_diag, np.maximum(polished, 0.0), polished)
         if not ok:
             for method, opts in (("Powell", {"xtol": 1e-10, "ftol": 1e-15, "maxfev": 20000}),
                                  ("Nelder-Mead", {"xatol": 1e-10, "fatol": 1e-13, "maxfev": 20000})):
@@ -441,7 +457,7 @@ def optimize_theta(stats: SufficientStats, tmap: ThetaMap, reml: bool, theta0: n
                 candidates.append((float(r.fun), np.asarray(r.x, dtype=float)))
             fun, theta = min(candidates, key=lambda c: c[0])
             theta = np.where(tmap.is_diag, np.maximum(theta, 0.0), theta)
-            ok, max_grad = _convergence_check(fg, theta, tmap)
+            ok, max_grad, _ = _convergence_check(fg, theta, tmap)
     message = "converged" if ok else f"Model failed to converge with max|H^-1 grad| = {max_grad:.3g} (tol = 0.002)"
     return OptimResult(theta=theta, fun=float(f(theta)), nfev=nfev, optimizers=used, converged=ok,
                        max_grad=max_grad, message=message)
@@ -464,4 +480,4 @@ def conditional_variances(sol: PLSSolution, sigma: float) -> np.ndarray:
 def fixed_vcov(sol: PLSSolution, sigma: float) -> np.ndarray:
     """``σ² (RXᵀ RX)⁻¹``: lme4's ``vcov()``, equal to ``σ² (Xᵀ V⁻¹ X)⁻¹``."""
     p = sol.RX.shape[0]
-    return sigma**2 * cho_solve((sol.RX, True), np.eye(p))
+    return sigma**2 * cho_solve((sol.RX, True), np.eye(p), check_finite=False)
