@@ -7,7 +7,9 @@ pytest.ini and sanitize file, on a tiny notebook written to a temporary folder:
 
 * stored outputs that match a fresh run pass, including a memory address that differs
   between runs (the sanitizer's job);
-* one stored number changed ("2" -> "3") fails.
+* one stored number changed ("2" -> "3") fails;
+* a float printed at full precision may differ in its last digits (floating-point noise),
+  but not at the 8th decimal.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def notebook_path(tmp_path: Path) -> Path:
 
 def test_sanitize_file_is_read_by_nbval() -> None:
     patterns = get_sanitize_patterns(SANITIZE.read_text())
-    assert len(patterns) == 4, patterns  # a malformed entry would be dropped silently
+    assert len(patterns) == 5, patterns  # a malformed entry would be dropped silently
     for regex, _ in patterns:
         re.compile(regex)
 
@@ -74,3 +76,23 @@ def test_a_changed_stored_number_fails(notebook_path: Path) -> None:
     result = run_nbval(notebook_path)
     assert result.returncode == 1, result.stdout
     assert re.search(r"\b1 failed, 1 passed\b", result.stdout), result.stdout
+
+
+def make_float_notebook(stored: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell("print(0.1 + 0.2)", execution_count=1)  # 0.30000000000000004
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
+    nb.cells = [cell]
+    return nb
+
+
+@pytest.mark.parametrize("stored,passes", [
+    ("0.30000000000000004", True),   # exactly what Python prints
+    ("0.30000000000000021", True),   # differs only in floating-point noise
+    ("0.30000001000000004", False),  # differs at the 8th decimal: a real change
+])
+def test_full_precision_floats_compare_to_eight_decimals(notebook_path: Path, stored: str, passes: bool) -> None:
+    nbformat.write(make_float_notebook(stored), notebook_path)
+    result = run_nbval(notebook_path)
+    assert (result.returncode == 0) == passes, result.stdout
