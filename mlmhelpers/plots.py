@@ -236,8 +236,13 @@ def _factor_columns(model: LmResult | LmerResult) -> list[str]:
     return list(dict.fromkeys(_FACTOR_TERM.findall(model.parsed.fixed)))
 
 
-def _group_column(model: LmResult | LmerResult, group: str | None, fname: str) -> str:
-    """The grouping column of an lmer fit, or of an lm fit's ``factor(g)``/``C(g)`` term."""
+def _group_column(model: LmResult | LmerResult, group: str | None, fname: str, *,
+                  allow_no_factor: bool = False) -> str:
+    """The grouping column of an lmer fit, or of an lm fit's ``factor(g)``/``C(g)`` term.
+
+    With ``allow_no_factor``, an lm without any factor term may be paired with ``group``:
+    it ignores the groups, so every group gets the same line.
+    """
     if isinstance(model, LmerResult):
         g = model.design.group_name
         if group is not None and group != g:
@@ -245,6 +250,10 @@ def _group_column(model: LmResult | LmerResult, group: str | None, fname: str) -
         return g
     factors = _factor_columns(model)
     if group is not None:
+        if not factors and allow_no_factor:
+            # A model that ignores the groups: every group gets the same line, drawn over
+            # its own points (the "before" picture of a multilevel model).
+            return group
         if group not in factors:
             raise ValueError(f"{fname}(): the lm formula {model.formula!r} has no factor({group}) term; "
                              f"factor terms: {factors or 'none'}.")
@@ -371,7 +380,9 @@ def plot_group_lines(model: LmerResult | LmResult, data: pd.DataFrame, x: str, *
         Axes to draw on; a new 7×4 in figure if omitted.
     group : str, optional
         The grouping column of an ``lm`` fit; inferred when the formula has a
-        single ``factor()`` term.
+        single ``factor()`` term. For an ``lm`` without any factor (a model
+        that ignores the groups) it colours the points by group and draws the
+        model's one line over each group's range.
     labels : mapping, optional
         Axis labels by column name, e.g. ``{"salary": "Salary ($)"}``.
     title : str, optional
@@ -398,7 +409,7 @@ def plot_group_lines(model: LmerResult | LmResult, data: pd.DataFrame, x: str, *
     _check_model(model, (LmerResult, LmResult), fname)
     if pooled is not None:
         _check_model(pooled, LmResult, fname, "pooled")
-    g = _group_column(model, group, fname)
+    g = _group_column(model, group, fname, allow_no_factor=True)
     _check_columns(data, [g], fname, numeric=[x])
     y = _response(model, data, fname)
     labels = _check_labels(labels)

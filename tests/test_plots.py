@@ -660,3 +660,16 @@ def test_plot_intervals_errors():
         plot_intervals(bad)
     with pytest.raises(ValueError, match="upper"):
         plot_intervals(pd.DataFrame({"fit": [1.0], "lower": [0.0]}))
+
+
+def test_group_lines_for_a_model_that_ignores_the_groups():
+    f = mh.load_faculty()
+    pooled = mh.lm("salary ~ experience", f)
+    ax = P.plot_group_lines(pooled, f, "experience", group="department")
+    lines = [ln for ln in ax.get_lines() if ln.get_gid() == "group-line"]
+    assert len(lines) == 5
+    b = pooled.coef
+    for ln in lines:  # every department's line is the one pooled line, over its own x-range
+        np.testing.assert_allclose(ln.get_ydata(), b["(Intercept)"] + b["experience"] * ln.get_xdata())
+    with pytest.raises(ValueError, match="no factor\\(g\\) or C\\(g\\) term"):
+        P.plot_group_lines(pooled, f, "experience")
