@@ -1,4 +1,4 @@
-"""Shared fixtures for the book-level tests (test_book.py, test_browser.py).
+"""Shared fixtures: the book build (test_book.py, test_browser.py) and the data and fits of the unit tests.
 
 The book is built once per pytest session, exactly as `make book` builds it
 (`jupyter-book build . --all -W -n --keep-going`), into the usual `_build/html`.
@@ -84,3 +84,23 @@ def built_html(book_build: BookBuild) -> Path:
     if not (book_build.html / "index.html").is_file():
         pytest.fail("the book build wrote no site; see test_book.py::test_build_succeeds_without_warnings")
     return book_build.html
+
+
+# --------------------------------------------------------------------------- shared data and fits
+# Loaded and fitted once per session for the unit tests (test_fit, test_lm, test_inference,
+# test_tidy). Tests must not modify them; test_fit checks that lmer() never does.
+
+@pytest.fixture(scope="session")
+def arrests():
+    """Lecture B's county data."""
+    import mlmhelpers as mh
+
+    return mh.load_arrests()
+
+
+@pytest.fixture(scope="session")
+def m_ri(arrests):
+    """Lecture B's random-intercept model, violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)."""
+    import mlmhelpers as mh
+
+    return mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", arrests)

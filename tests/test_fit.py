@@ -13,16 +13,6 @@ import mlmhelpers as mh
 ARRESTS_RI = "violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)"
 
 
-@pytest.fixture(scope="module")
-def arrests():
-    return mh.load_arrests()
-
-
-@pytest.fixture(scope="module")
-def m_ri(arrests):
-    return mh.lmer(ARRESTS_RI, arrests)
-
-
 # ----------------------------------------------------------------- lecture B
 def test_lecture_b_reml_criterion(m_ri):
     assert f"{m_ri.reml_criterion:.1f}" == "23701.8"

@@ -9,16 +9,6 @@ import mlmhelpers as mh
 
 
 @pytest.fixture(scope="module")
-def arrests():
-    return mh.load_arrests()
-
-
-@pytest.fixture(scope="module")
-def m_ri(arrests):
-    return mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", arrests)
-
-
-@pytest.fixture(scope="module")
 def faculty_models():
     f = mh.load_faculty()
     return f, mh.lmer("salary ~ experience + (1 | department)", f), mh.lmer(

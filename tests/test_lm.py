@@ -8,11 +8,6 @@ import mlmhelpers as mh
 
 
 @pytest.fixture(scope="module")
-def arrests():
-    return mh.load_arrests()
-
-
-@pytest.fixture(scope="module")
 def pooled(arrests):
     return mh.lm("violent_arrest_per1000 ~ pop_pct_pov", arrests)
 

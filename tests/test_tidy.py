@@ -7,16 +7,6 @@ from scipy import stats
 import mlmhelpers as mh
 
 
-@pytest.fixture(scope="module")
-def arrests():
-    return mh.load_arrests()
-
-
-@pytest.fixture(scope="module")
-def m_ri(arrests):
-    return mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", arrests)
-
-
 def test_tidy_lmer_default_effects(m_ri):
     t = mh.tidy(m_ri)
     assert list(t.columns) == ["effect", "group", "term", "estimate", "std_error", "statistic"]
