@@ -161,19 +161,21 @@ class LmerResult:
         """Variance components (R: ``as.data.frame(VarCorr(m))``).
 
         One row per variance (``var2`` missing) and per correlation, then the
-        residual. ``vcov`` holds variances and covariances; ``sdcor`` holds
+        residual. As in lme4, a second covariance block of the same grouping
+        factor (``(x || g)`` gives one block per term) is labelled ``g.1``. ``vcov`` holds variances and covariances; ``sdcor`` holds
         standard deviations and correlations.
         """
         g = self.design.group_name
         rows = []
-        for names, cov in self._covariance_blocks():
+        for bi, (names, cov) in enumerate(self._covariance_blocks()):
+            label = g if bi == 0 else f"{g}.{bi}"  # lme4 names further blocks of g g.1, g.2 (e.g. ||)
             sd = np.sqrt(np.diag(cov))
             for i, n in enumerate(names):
-                rows.append((g, n, None, cov[i, i], sd[i]))
+                rows.append((label, n, None, cov[i, i], sd[i]))
             for j in range(len(names)):
                 for i in range(j + 1, len(names)):
                     corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
-                    rows.append((g, names[j], names[i], cov[i, j], corr))
+                    rows.append((label, names[j], names[i], cov[i, j], corr))
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
         text = pd.StringDtype(na_value=np.nan)  # missing names print as NaN, like R's NA

@@ -98,9 +98,9 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
                 if r.grp == "Residual":
                     rows.append(("Residual", "sd__Observation", r.sdcor))
                 elif pd.isna(r.var2):
-                    rows.append((g, f"sd__{r.var1}", r.sdcor))
+                    rows.append((r.grp, f"sd__{r.var1}", r.sdcor))
                 else:
-                    rows.append((g, f"cor__{r.var1}.{r.var2}", r.sdcor))
+                    rows.append((r.grp, f"cor__{r.var1}.{r.var2}", r.sdcor))
             part = pd.DataFrame(rows, columns=["group", "term", "estimate"])
             part.insert(0, "effect", "ran_pars")
         elif eff == "ran_vals":

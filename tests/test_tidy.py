@@ -77,3 +77,12 @@ def test_shrinkage_table(arrests, m_ri):
     assert tab.sort_values("n").shrinkage_factor.is_monotonic_increasing
     with pytest.raises(ValueError, match="random-intercept-only"):
         mh.shrinkage_table(fe, mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (pop_pct_pov | stusps)", arrests))
+
+
+def test_uncorrelated_blocks_are_labelled_like_lme4():
+    f = mh.load_faculty()
+    m = mh.lmer("salary ~ experience + (experience || department)", f)
+    assert list(m.varcorr.grp) == ["department", "department.1", "Residual"]
+    t = mh.tidy(m, effects="ran_pars")
+    assert list(zip(t.group, t.term)) == [("department", "sd__(Intercept)"), ("department.1", "sd__experience"),
+                                          ("Residual", "sd__Observation")]
