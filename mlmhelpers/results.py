@@ -457,18 +457,6 @@ def _pad(cells: list[str]) -> list[str]:
     return [c.rjust(width) for c in cells]
 
 
-def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
-    """R's ``zapsmall``: round to ``digits`` relative to the largest magnitude."""
-    x = np.asarray(x, dtype=float)
-    finite = x[np.isfinite(x)]
-    if finite.size == 0:
-        return x
-    mx = np.max(np.abs(finite))
-    if mx == 0:
-        return x
-    return np.round(x, max(0, digits - int(np.ceil(np.log10(mx)))))
-
-
 class LmerSummary(str):
     """The text of ``summary()``; prints as lme4 does, and displays in Jupyter as plain text."""
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["r_decimals", "r_format", "r_round", "abbreviate", "format_table"]
+__all__ = ["r_decimals", "r_format", "abbreviate", "format_table"]
 
 
 def _decimals_needed(x: float, digits: int) -> int:
@@ -53,11 +53,6 @@ def r_format(values: Sequence[float], digits: int = 7) -> list[str]:
         else:
             out.append(f"{v:.{dec}f}")
     return out
-
-
-def r_round(x: float | np.ndarray, digits: int = 0):
-    """R's ``round()`` (IEC 60559 round half to even, as NumPy does)."""
-    return np.round(x, digits)
 
 
 def abbreviate(name: str, minlength: int = 6) -> str:

@@ -64,11 +64,6 @@ def _same(a, b) -> bool:
 
 
 @pytest.fixture(scope="module")
-def arrests() -> pd.DataFrame:
-    return mh.load_arrests()
-
-
-@pytest.fixture(scope="module")
 def pooled(arrests):
     return mh.lm(f"{Y} ~ {X}", arrests)
 
