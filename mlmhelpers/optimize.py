@@ -26,6 +26,8 @@ class OptimResult:
     converged: bool
     max_grad: float
     message: str
+    #: θ in the optimiser's own parametrisation when it differs from lme4's (see ScaledTheta).
+    theta_search: np.ndarray | None = None
 
 
 def _convergence_check(fg, theta: np.ndarray, lower: np.ndarray, tol: float = 2e-3,
