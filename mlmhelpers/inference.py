@@ -219,12 +219,15 @@ def coef_intervals(model: LmerResult, term: str = "(Intercept)", k: float = 2.0)
     return pd.DataFrame({"estimate": est, "std_error": se, "lower": est - k * se, "upper": est + k * se})
 
 
-def icc(model: LmerResult) -> float:
+def icc(model: LmerResult, by_group: bool = False) -> float | pd.Series:
     """Adjusted intraclass correlation, as ``performance::icc(m)$ICC_adjusted``.
 
     For a random-intercept model this is σ²_α / (σ²_α + σ²): the share of the
     variance left after the fixed effects that lies between groups. It
-    divides *variances*, not standard deviations.
+    divides *variances*, not standard deviations. With several grouping
+    factors the random-effect variances are summed (performance's adjusted
+    ICC); ``by_group=True`` gives each factor's share instead,
+    ``σ²_k / (Σ_k σ²_k + σ²)`` (``performance::icc(m, by_group = TRUE)``).
 
     For models with random slopes the group-level variance depends on the
     predictor; like the ``performance`` package (Nakagawa, Johnson &
@@ -240,11 +243,15 @@ def icc(model: LmerResult) -> float:
     0.295
     """
     m = _need_lmer(model, "icc")
-    lam = m.sol.Lambda
-    cov = m.sigma**2 * lam @ lam.T
-    Z = m.design.Z
-    var_re = float(np.mean(np.einsum("ni,ij,nj->n", Z, cov, Z)))
-    return var_re / (var_re + m.sigma**2)
+    s2 = m.sigma**2
+    parts = {}
+    for t, lam in zip(m.terms, m.sol.Lambdas, strict=True):
+        cov = s2 * lam @ lam.T
+        parts[t.name] = float(np.mean(np.einsum("ni,ij,nj->n", t.Z, cov, t.Z)))
+    total = sum(parts.values()) + s2
+    if by_group:
+        return pd.Series({k: v / total for k, v in parts.items()}, name="icc")
+    return sum(parts.values()) / total
 
 
 def group_intercepts(model: LmResult, group: str) -> pd.DataFrame:

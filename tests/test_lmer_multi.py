@@ -177,3 +177,69 @@ def test_two_grouping_factors_accessors():
     with pytest.raises(ValueError, match="not a grouping factor"):
         mh.ranef(m, "nope")
     assert not mh.is_singular(m)
+
+
+def test_tidy_has_broom_mixed_effect_and_group_columns():
+    m = fit("pastes", True)
+    t = mh.tidy(m, effects=["fixed", "ran_pars", "ran_vals", "ran_coefs"])
+    pars = t[t.effect == "ran_pars"]
+    assert list(pars.group) == ["cask:batch", "batch", "Residual"]
+    assert list(pars.term) == ["sd__(Intercept)", "sd__(Intercept)", "sd__Observation"]
+    vals = t[t.effect == "ran_vals"]
+    assert vals.groupby("group", sort=False).size().to_dict() == {"cask:batch": 30, "batch": 10}
+    row = vals[(vals.group == "batch") & (vals.level == "A")].iloc[0]
+    assert row.estimate == pytest.approx(mh.ranef(m, "batch").loc["A", "(Intercept)"])
+    assert row.std_error == pytest.approx(mh.se_ranef(m, "batch").loc["A", "(Intercept)"])
+    assert set(t[t.effect == "ran_coefs"].group) == {"cask:batch", "batch"}
+
+
+def test_icc_sums_the_variances_of_every_factor():
+    m = fit("penicillin", True)
+    v = m.varcorr.vcov.to_numpy()  # plate, sample, residual
+    assert mh.icc(m) == pytest.approx((v[0] + v[1]) / v.sum(), rel=1e-12)
+    by = mh.icc(m, by_group=True)
+    assert list(by.index) == ["plate", "sample"]
+    np.testing.assert_allclose(by.to_numpy(), v[:2] / v.sum(), rtol=1e-12)
+
+
+def test_anova_refits_models_with_several_factors():
+    d = load("county")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m0 = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", d)
+    m1 = fit("county", True)
+    tab = mh.anova(m0, m1)
+    assert tab["deviance"].iloc[1] == pytest.approx(ref("county", False)["crit"], rel=1e-9)
+    assert tab["Df"].iloc[1] == 1 and tab["Chisq"].iloc[1] > 1000
+
+
+def test_predict_interval_for_a_new_county_in_a_known_state():
+    m = fit("county", True)
+    tx = load("county").query("stusps == 'TX'").county.iloc[0]
+    new = pd.DataFrame({"pop_pct_pov": [15.0, 15.0], "stusps": ["TX", "TX"], "county": [tx, "TX-new"]})
+    pi = mh.predict_interval(m, new, allow_new_levels=True, n_sims=2000, seed=1)
+    np.testing.assert_allclose(pi["fit"], m.predict(new, allow_new_levels=True))
+    width = (pi.upper - pi.lower).to_numpy()
+    assert width[1] > width[0]  # a new county's effect is unknown: a wider interval
+
+
+def test_caterpillar_per_factor():
+    from mlmhelpers.plots import plot_caterpillar
+
+    m = fit("pastes", True)
+    with pytest.raises(ValueError, match="choose one with group="):
+        plot_caterpillar(m)
+    ax = plot_caterpillar(m, group="batch")
+    assert len(ax.get_yticklabels()) == 10
+    with pytest.raises(ValueError, match="not a grouping factor"):
+        plot_caterpillar(m, group="cask")
+
+
+def test_one_factor_api_is_unchanged():
+    m = fit("sleep", True)  # (1 | Subject) + (0 + Days | Subject): one factor, two blocks
+    assert isinstance(m.ranef, pd.DataFrame) and list(m.ranef.columns) == ["(Intercept)", "Days"]
+    assert isinstance(m.coef, pd.DataFrame) and m.condvar.shape == (18, 2, 2)
+    assert list(m.varcorr.grp) == ["Subject", "Subject.1", "Residual"]
+    assert m.design.group_name == "Subject"
+    with pytest.raises(ValueError, match="use design.terms"):
+        fit("pastes", True).design.group_name
