@@ -289,3 +289,58 @@ def test_qualitative_claims_of_the_prose(glued, fits, data):
     assert year.loc["with_year", "Pr(>Chisq)"] < 0.01
     assert glued["ex5_chisq"] == pytest.approx(year.loc["with_year", "Chisq"], abs=1e-3)
     assert glued["ex5_year"] < 0
+
+
+# ------------------------------------------- corrections of issue 16 (exercise 5, prose)
+# lme4's year effect with and without a county term: tests/test_chapter_varying_slopes.R
+LME4_YEAR_SE_NO_COUNTY = 0.11421922  # (1 + pop_pct_pov | stusps)
+LME4_YEAR_SE_COUNTY = 0.05675248  # (1 + pop_pct_pov | stusps) + (1 | stusps:county)
+LME4_YEAR_SE_NESTED = 0.05617033  # (1 | stusps/county)
+
+
+def test_year_effect_within_counties_is_the_county_fixed_effects_estimate(glued, data):
+    """County fixed effects by the within transformation (numpy), on every row: the glued
+    first-difference estimate is the same number, with the same standard error up to the one
+    degree of freedom of the duplicated county-year."""
+    d = data.assign(county=data.stusps + " " + data.fips.astype(str))
+    cols = ["violent_arrest_per1000", "pop_pct_pov", "y2016"]
+    demeaned = d[cols] - d.groupby("county")[cols].transform("mean")
+    Xw = demeaned[["pop_pct_pov", "y2016"]].to_numpy()
+    yw = demeaned["violent_arrest_per1000"].to_numpy()
+    beta, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
+    resid = yw - Xw @ beta
+    df = len(d) - d.county.nunique() - 2
+    se = np.sqrt(np.diag(resid @ resid / df * np.linalg.inv(Xw.T @ Xw)))
+    assert glued["within_year"] == pytest.approx(beta[1], abs=1e-5)
+    assert glued["within_pov"] == pytest.approx(beta[0], abs=1e-5)
+    assert glued["within_se"] == pytest.approx(se[1], rel=1e-3)
+    years = d.groupby("county").year.nunique()
+    assert glued["n_both"] == int((years == 2).sum())
+    assert glued["n_counties"] == len(years)
+
+
+def test_ignoring_counties_makes_the_year_se_too_large(glued):
+    """The direction of exercise 5's argument, against lme4 with a county term (pinned)."""
+    assert glued["ex5_year_se"] == pytest.approx(LME4_YEAR_SE_NO_COUNTY, abs=1e-5)
+    assert glued["ex5_year_se"] > 1.9 * LME4_YEAR_SE_COUNTY
+    assert glued["ex5_year_se"] > 1.9 * LME4_YEAR_SE_NESTED
+    # the within-county SE is of the size of lme4's with a county term
+    assert glued["within_se"] == pytest.approx(LME4_YEAR_SE_COUNTY, rel=0.1)
+    assert glued["se_ratio_within"] == pytest.approx(glued["within_se"] / glued["ex5_year_se"], abs=1e-4)
+    assert glued["se_ratio_within"] < 0.6
+
+
+def test_prose_corrections_of_issue_16(nb):
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "somewhat optimistic" not in text and "too\n*large*" in text
+    assert "do not suffer from the bias" not in text and "*reduces* that bias" in text
+    assert "the boundary problem does not arise" not in text and "Greven and Kneib" in text
+    assert "In this lecture" not in text and "previous chapter" not in text
+    assert "chapter 2" not in text and "{doc}`notation`" in text
+
+
+def test_glue_only_cells_are_hidden(nb):
+    for c in nb.cells:
+        if c.cell_type == "code" and c.outputs and all(
+                o.get("metadata", {}).get("scrapbook") for o in c.outputs):
+            assert "remove-cell" in c.metadata.get("tags", []), c.source
