@@ -292,7 +292,7 @@ def test_qualitative_claims_of_the_prose(glued, fits, data):
 
 
 # ------------------------------------------- corrections of issue 16 (exercise 5, prose)
-# lme4's year effect with and without a county term: tests/test_chapter_varying_slopes.R
+# lme4's year effect with and without a county term: tests/r/chapter03_year_county_term.R
 LME4_YEAR_SE_NO_COUNTY = 0.11421922  # (1 + pop_pct_pov | stusps)
 LME4_YEAR_SE_COUNTY = 0.05675248  # (1 + pop_pct_pov | stusps) + (1 | stusps:county)
 LME4_YEAR_SE_NESTED = 0.05617033  # (1 | stusps/county)

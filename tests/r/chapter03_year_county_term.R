@@ -1,6 +1,6 @@
 # Reference values for tests/test_chapter_varying_slopes.py (issue 16, exercise 5 of chapter 3):
 # the year effect with and without a county term, fitted by lme4 (R 4.2.2, lme4 1.1.31).
-# Run from the repository root:  Rscript tests/test_chapter_varying_slopes.R
+# Run from the repository root:  Rscript tests/r/chapter03_year_county_term.R
 # Printed on 2026-12-03 (the test pins these digits; CI never runs R):
 #   (1 + pop_pct_pov | stusps)                         y2016 -0.3370850  SE 0.11421922
 #   (1 + pop_pct_pov | stusps) + (1 | stusps:county)   y2016 -0.3738842  SE 0.05675248
