@@ -409,9 +409,3 @@ def test_state_axes_are_labelled(notebook):
         assert "labels=LABELS" in c.source, name
     setup = next(c for c in code_cells(notebook) if c.source.startswith("LABELS = {"))
     assert '"stusps": "State"' in setup.source
-
-
-def test_glue_only_cells_are_hidden(notebook):
-    for c in code_cells(notebook):
-        if c.outputs and all(o.get("metadata", {}).get("scrapbook") for o in c.outputs):
-            assert "remove-cell" in c.metadata.get("tags", []), c.source

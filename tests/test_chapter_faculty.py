@@ -543,11 +543,3 @@ def test_lrt_statistic_and_its_boundary_mixture_p_value(notebook, faculty):
     text = "\n".join(_markdown(notebook))
     assert "the correct p-value is\nsmaller" not in text
     assert "departments, five" in text and "parametric bootstrap" in text
-
-
-def test_glue_only_cells_are_hidden(notebook):
-    """A code cell whose only outputs are glued values is not shown in the book."""
-    for c in _code_cells(notebook):
-        outs = c.get("outputs", [])
-        if outs and all(o.get("metadata", {}).get("scrapbook") for o in outs):
-            assert "remove-cell" in c["metadata"].get("tags", []), _source(c)

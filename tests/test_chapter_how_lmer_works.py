@@ -502,10 +502,3 @@ def test_prose_corrections_of_issue_16(notebook) -> None:
     assert "three counties each" not in text
     # Satterthwaite adjusts only the degrees of freedom, Kenward-Roger also the covariance
     assert "adjusts only\nthe degrees of freedom" in text and "inflates the\ncovariance matrix" in text
-
-
-def test_glue_only_cells_are_hidden(notebook) -> None:
-    for c in notebook.cells:
-        if c.cell_type == "code" and c.outputs and all(
-                o.get("metadata", {}).get("scrapbook") for o in c.outputs):
-            assert "remove-cell" in c.metadata.get("tags", []), c.source

@@ -341,10 +341,3 @@ def test_chapters_are_linked_by_name_and_rows_are_not_called_counties():
     assert "{doc}`notation`" in text and "{doc}`02_pooling_violent_arrests`" in text
     for wrong in ("390 counties", "8 counties", "Eight counties", "most counties in the data"):
         assert wrong not in text, wrong
-
-
-def test_glue_only_cells_are_hidden():
-    for c in notebook().cells:
-        if c.cell_type == "code" and c.outputs and all(
-                o.get("metadata", {}).get("scrapbook") for o in c.outputs):
-            assert "remove-cell" in c.metadata.get("tags", []), c.source

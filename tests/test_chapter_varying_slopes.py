@@ -337,10 +337,3 @@ def test_prose_corrections_of_issue_16(nb):
     assert "the boundary problem does not arise" not in text and "Greven and Kneib" in text
     assert "In this lecture" not in text and "previous chapter" not in text
     assert "chapter 2" not in text and "{doc}`notation`" in text
-
-
-def test_glue_only_cells_are_hidden(nb):
-    for c in nb.cells:
-        if c.cell_type == "code" and c.outputs and all(
-                o.get("metadata", {}).get("scrapbook") for o in c.outputs):
-            assert "remove-cell" in c.metadata.get("tags", []), c.source

@@ -75,3 +75,12 @@ def test_glue_keys_used_in_prose_are_stored(path):
                 stored.add(name)
     assert used, "the chapter's prose uses no computed (glued) numbers"
     assert used <= stored, f"glue keys used but never stored: {sorted(used - stored)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_glue_only_cells_are_hidden(path):
+    """A code cell whose only outputs are glued values is tagged remove-cell (not shown)."""
+    for cell in _code_cells(_load(path)):
+        outs = cell.get("outputs", [])
+        if outs and all(o.get("metadata", {}).get("scrapbook") for o in outs):
+            assert "remove-cell" in cell.get("metadata", {}).get("tags", []), _text(cell["source"])[:120]
