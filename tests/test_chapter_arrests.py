@@ -409,3 +409,9 @@ def test_state_axes_are_labelled(notebook):
         assert "labels=LABELS" in c.source, name
     setup = next(c for c in code_cells(notebook) if c.source.startswith("LABELS = {"))
     assert '"stusps": "State"' in setup.source
+
+
+def test_year_se_caution_points_the_right_way(notebook):
+    """Exercise 1: ignoring counties makes the year SE too large (chapter 3, exercise 5)."""
+    text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "too large rather than too small" in text and "{ref}`slopes-ex-5`" in text

@@ -337,3 +337,11 @@ def test_prose_corrections_of_issue_16(nb):
     assert "the boundary problem does not arise" not in text and "Greven and Kneib" in text
     assert "In this lecture" not in text and "previous chapter" not in text
     assert "chapter 2" not in text and "{doc}`notation`" in text
+
+
+def test_aic_difference_quoted_with_the_boundary_caveat(glued, fits):
+    """AIC = deviance + 2k of the ML fits (k = 5 and 6 parameters)."""
+    aic_uncorr = fits["uncorr_ml"].deviance + 2 * 5
+    aic_slope = fits["slope_ml"].deviance + 2 * 6
+    assert glued["daic_uncorr"] == pytest.approx(aic_uncorr - aic_slope, abs=1e-3)
+    assert glued["daic_uncorr"] > 10
