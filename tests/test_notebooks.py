@@ -84,3 +84,22 @@ def test_glue_only_cells_are_hidden(path):
         outs = cell.get("outputs", [])
         if outs and all(o.get("metadata", {}).get("scrapbook") for o in outs):
             assert "remove-cell" in cell.get("metadata", {}).get("tags", []), _text(cell["source"])[:120]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_links_the_notation_page_and_names_other_chapters(path):
+    """Every chapter links the notation/glossary page; other chapters are linked by name,
+    never as "the previous chapter" (which breaks when chapters move)."""
+    prose = "\n".join(_text(c["source"]) for c in _load(path)["cells"] if c["cell_type"] == "markdown")
+    assert "{doc}`notation`" in prose
+    assert "previous chapter" not in prose.lower() and "in this lecture" not in prose.lower()
+
+
+def test_notation_page_is_in_the_toc_and_defines_the_lectures():
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    assert re.search(r"^  - file: book/notation\s*$", toc, re.M)
+    page = (ROOT / "book" / "notation.md").read_text(encoding="utf-8")
+    for term in ("**Lecture A.**", "**Lecture B.**", "**BLUP.**", "**Conditional mode.**", "θ (theta)"):
+        assert term in page, term
+    intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    assert "number for number" not in intro and "{doc}`notation`" in intro
