@@ -12,7 +12,7 @@ from . import plots  # noqa: F401  (mlmhelpers.plots, the course figures)
 from .book import glue
 from .datasets import load_arrests, load_faculty, simulate_faculty
 from .fit import ConvergenceWarning, SingularFitWarning, lmer
-from .inference import (coef, coef_intervals, confint, fixef, icc, is_singular, ranef, se_coef,
+from .inference import (coef, coef_intervals, confint, fixef, icc, is_singular, ngrps, ranef, se_coef,
                         se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
 from .lm import LmResult, lm
 from .results import LmerResult
@@ -22,7 +22,7 @@ __all__ = [
     # fitting
     "lmer", "lm", "LmerResult", "LmResult", "ConvergenceWarning", "SingularFitWarning",
     # accessors (lme4 / arm names)
-    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma",
+    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma", "ngrps",
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",
     # tables and comparison (broom / stats names)
     "tidy", "glance", "aic", "bic", "anova", "shrinkage_table",
