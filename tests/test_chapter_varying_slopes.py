@@ -296,6 +296,8 @@ def test_qualitative_claims_of_the_prose(glued, fits, data):
 LME4_YEAR_SE_NO_COUNTY = 0.11421922  # (1 + pop_pct_pov | stusps)
 LME4_YEAR_SE_COUNTY = 0.05675248  # (1 + pop_pct_pov | stusps) + (1 | stusps:county)
 LME4_YEAR_SE_NESTED = 0.05617033  # (1 | stusps/county)
+LME4_COUNTY_MODEL = {"county_year": -0.3738842, "county_year_se": 0.05675248,
+                     "county_sd": 3.19217618, "county_sigma": 1.60985485}
 
 
 def test_year_effect_within_counties_is_the_county_fixed_effects_estimate(glued, data):
@@ -345,3 +347,14 @@ def test_aic_difference_quoted_with_the_boundary_caveat(glued, fits):
     aic_slope = fits["slope_ml"].deviance + 2 * 6
     assert glued["daic_uncorr"] == pytest.approx(aic_uncorr - aic_slope, abs=1e-3)
     assert glued["daic_uncorr"] > 10
+
+
+def test_year_effect_with_a_county_term_matches_lme4(glued):
+    """The chapter's m_county, (1 + pop_pct_pov | stusps) + (1 | county), against lme4."""
+    assert glued["county_year"] == pytest.approx(LME4_COUNTY_MODEL["county_year"], abs=2e-5)
+    assert glued["county_year_se"] == pytest.approx(LME4_COUNTY_MODEL["county_year_se"], rel=1e-4)
+    assert glued["county_sd"] == pytest.approx(LME4_COUNTY_MODEL["county_sd"], rel=1e-4)
+    assert glued["county_sigma"] == pytest.approx(LME4_COUNTY_MODEL["county_sigma"], rel=1e-4)
+    assert glued["county_se_ratio"] == pytest.approx(LME4_YEAR_SE_COUNTY / LME4_YEAR_SE_NO_COUNTY, rel=1e-3)
+    assert glued["county_se_ratio"] < 0.5
+    assert glued["slope_year_sigma"] > 2 * glued["county_sigma"]
