@@ -263,7 +263,7 @@ def test_single_title_and_ordered_headings(notebook):
 
 def test_correction_box_for_the_icc(notebook):
     boxes = [c.source for c in notebook.cells if c.cell_type == "markdown"
-             and "{admonition} Correction to the source lecture" in c.source]
+             and "{admonition} Correction to the source lecture" in c.source and "0.39" in c.source]
     assert len(boxes) == 1
     box = boxes[0]
     assert ":class: warning" in box
@@ -334,3 +334,84 @@ def test_chapter_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
     assert re.search(r"^chapters:\s*$", toc, re.M)
     assert re.search(r"^  - file: book/02_pooling_violent_arrests\s*$", toc, re.M)
+
+
+# ------------------------------------------- corrections of issue 16 (boxes, glued numbers)
+
+
+def glued_values(nb) -> dict:
+    import ast
+
+    out = {}
+    for c in code_cells(nb):
+        for o in c.outputs:
+            meta = o.get("metadata", {}).get("scrapbook")
+            if meta:
+                out[meta["name"]] = ast.literal_eval(o["data"][meta["mime_prefix"] + "text/plain"])
+    return out
+
+
+def correction_boxes(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "markdown"
+            and "{admonition} Correction to the source lecture\n:class: warning" in c.source]
+
+
+def test_no_pooling_intercepts_are_adjusted_means_not_state_means(data, notebook):
+    """Least squares with one dummy per state (numpy): β̂_s = ȳ_s − β̂₁ x̄_s, not ȳ_s."""
+    glued = glued_values(notebook)
+    codes, levels = pd.factorize(data[G], sort=True)
+    D = np.zeros((len(data), len(levels)))
+    D[np.arange(len(data)), codes] = 1.0
+    y, x = data[Y].to_numpy(float), data[X].to_numpy(float)
+    beta, *_ = np.linalg.lstsq(np.column_stack([D, x]), y, rcond=None)
+    intercepts, slope = pd.Series(beta[:-1], index=levels), beta[-1]
+    ybar = pd.Series(np.bincount(codes, weights=y) / np.bincount(codes), index=levels)
+    xbar = pd.Series(np.bincount(codes, weights=x) / np.bincount(codes), index=levels)
+    np.testing.assert_allclose(intercepts, ybar - slope * xbar, atol=1e-9)
+    assert glued["np_identity_gap"] < 1e-9
+    assert glued["tx_mean_rate"] == round(ybar["TX"], 2)
+    assert glued["tx_intercept"] == round(intercepts["TX"], 2)
+    assert glued["ky_mean_rate"] == round(ybar["KY"], 2)
+    assert glued["ky_intercept"] == round(intercepts["KY"], 2) < 0
+    assert abs(ybar["TX"] - intercepts["TX"]) > 2  # far from equal, as the box says
+    box = next(b for b in correction_boxes(notebook) if "empirical group means" in b)
+    assert "tx_mean_rate" in box and "tx_intercept" in box and "factor(stusps)" in box
+
+
+def test_shrinkage_box_names_the_population_mean(notebook, reml):
+    glued = glued_values(notebook)
+    box = next(b for b in correction_boxes(notebook) if "toward group means" in b)
+    assert "population" in box and "ml_intercept" in box
+    assert glued["ml_intercept"] == round(reml["beta"][0], 3)
+    assert len(correction_boxes(notebook)) == 4  # ICC, x-bar, state means, group means
+
+
+def test_rows_and_counties_are_told_apart(data, notebook):
+    """Counts of rows (county-years) and distinct counties, counted with plain Python sets."""
+    glued = glued_values(notebook)
+    rows = data[[G, "fips"]].itertuples(index=False)
+    pairs = [(s, f) for s, f in rows]
+    for state in ["DE", "VT", "HI", "AK", "ME", "TX"]:
+        assert glued[f"rows_{state.lower()}"] == sum(s == state for s, _ in pairs)
+        assert glued[f"counties_{state.lower()}"] == len({f for s, f in pairs if s == state})
+    assert glued["n_counties"] == len(set(pairs)) < glued["n_rows"] == len(pairs)
+    assert (glued["rows_hi"], glued["counties_hi"]) == (8, 4)
+    text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "(8 counties)" not in text and "three counties each" not in text
+    assert "eight counties each" not in text
+
+
+def test_state_axes_are_labelled(notebook):
+    """The two figures whose axis used to read "stusps" pass the chapter's labels."""
+    for name in ("fig-arrests-caterpillar-fe", "fig-arrests-shrinkage"):
+        c = next(c for c in code_cells(notebook)
+                 if c.metadata.get("mystnb", {}).get("figure", {}).get("name") == name)
+        assert "labels=LABELS" in c.source, name
+    setup = next(c for c in code_cells(notebook) if c.source.startswith("LABELS = {"))
+    assert '"stusps": "State"' in setup.source
+
+
+def test_year_se_caution_points_the_right_way(notebook):
+    """Exercise 1: ignoring counties makes the year SE too large (chapter 3, exercise 5)."""
+    text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "too large rather than too small" in text and "{ref}`slopes-ex-5`" in text

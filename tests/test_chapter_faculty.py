@@ -482,3 +482,64 @@ def test_exercises_have_gated_solutions(notebook):
 def test_toc_lists_the_chapter_first():
     entries = re.findall(r"^\s*- file: (\S+)", TOC.read_text(encoding="utf-8"), flags=re.M)
     assert entries and entries[0] == "book/01_faculty_salaries"
+
+
+# ------------------------------------------- corrections of issue 16 (glued numbers)
+
+
+def _glued(nb) -> dict:
+    """Every value the notebook glued, parsed from its stored outputs."""
+    import ast
+
+    out = {}
+    for cell in _code_cells(nb):
+        for o in cell.get("outputs", []):
+            meta = o.get("metadata", {}).get("scrapbook")
+            if meta:
+                out[meta["name"]] = ast.literal_eval(o["data"][meta["mime_prefix"] + "text/plain"])
+    return out
+
+
+def _dense_ml_deviance(y, X, Z, T, J) -> float:
+    """ML deviance from first principles: log|V| + n (1 + log 2π σ̂²), σ̂² = r'V⁻¹r / n."""
+    n = len(y)
+    V = np.eye(n) + Z @ np.kron(np.eye(J), T) @ Z.T
+    cV = cho_factor(V, lower=True)
+    ViX = cho_solve(cV, X)
+    beta = np.linalg.solve(X.T @ ViX, ViX.T @ y)
+    r = y - X @ beta
+    s2 = float(r @ cho_solve(cV, r)) / n
+    return 2.0 * np.sum(np.log(np.diag(cV[0]))) + n * (1.0 + np.log(2.0 * np.pi * s2))
+
+
+def test_lrt_statistic_and_its_boundary_mixture_p_value(notebook, faculty):
+    """The LR statistic from dense ML deviances minimised here; the 50:50 χ²₁/χ²₂ p-value in
+    closed form (χ²₁ tail = erfc(√(s/2)), χ²₂ tail = exp(−s/2)), without scipy.stats."""
+    import math
+
+    glued = _glued(notebook)
+    y, X, Z1, levels, _ = _designs(faculty, slope=False)
+    J = len(levels)
+    dev_int = optimize.minimize_scalar(
+        lambda lt: _dense_ml_deviance(y, X, Z1, np.array([[np.exp(2 * lt)]]), J),
+        bounds=(-5, 5), method="bounded", options={"xatol": 1e-10}).fun
+    _, _, Z2, _, _ = _designs(faculty, slope=True)
+
+    def dev_both(par):
+        L = np.array([[np.exp(par[0]), 0.0], [par[1], np.exp(par[2])]])
+        return _dense_ml_deviance(y, X, Z2, L @ L.T, J)
+
+    best = min(optimize.minimize(dev_both, s0, method="Nelder-Mead",
+                                 options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 20000}).fun
+               for s0 in ([0.0, 0.0, -2.0], [1.5, 0.0, -1.5], [1.0, -0.1, -3.0]))
+    assert glued["lrt_chisq"] == pytest.approx(dev_int - best, abs=1e-3)
+    s = glued["lrt_chisq"]
+    naive = math.exp(-s / 2)
+    mixture = 0.5 * math.erfc(math.sqrt(s / 2)) + 0.5 * math.exp(-s / 2)
+    assert glued["lrt_p"] == pytest.approx(naive, rel=1e-6)
+    assert glued["lrt_p_mixture"] == pytest.approx(mixture, rel=1e-9)
+    assert glued["lrt_p_ratio"] == pytest.approx(mixture / naive, rel=1e-9)
+    assert f"{glued['lrt_p_mixture']:.4f}" == "0.0080"
+    text = "\n".join(_markdown(notebook))
+    assert "the correct p-value is\nsmaller" not in text
+    assert "departments, five" in text and "parametric bootstrap" in text

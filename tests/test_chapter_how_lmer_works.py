@@ -431,3 +431,75 @@ def test_python_code_blocks_run(arrests) -> None:
             exec(compile(block, str(COMING_FROM_R), "exec"), namespace)
     assert "REML criterion at convergence: 23701.8" in out.getvalue()
     assert namespace["m"].nobs == len(arrests)
+
+
+# ------------------------------------------- corrections of issue 16 (glued numbers, prose)
+
+
+def _glued(nb) -> dict:
+    import ast
+
+    out = {}
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            meta = o.get("metadata", {}).get("scrapbook")
+            if meta:
+                out[meta["name"]] = ast.literal_eval(o["data"][meta["mime_prefix"] + "text/plain"])
+    return out
+
+
+def _state_variance_dense(data: pd.DataFrame, reml: bool) -> float:
+    """σ̂²_α = θ̂² σ̂² with θ̂ minimising the dense profiled criterion (no mlmhelpers)."""
+    y, X, Z = dense_design(data)
+    n, p = X.shape
+    res = minimize_scalar(lambda t: dense_profiled(t, y, X, Z, reml)[2], bounds=(0, 5),
+                          method="bounded", options={"xatol": 1e-10})
+    r2 = dense_profiled(res.x, y, X, Z, reml)[1]
+    return res.x**2 * r2 / ((n - p) if reml else n)
+
+
+def _state_variance_group_sums(data: pd.DataFrame, reml: bool) -> float:
+    y, X, _ = dense_design(data)
+    n, p = X.shape
+    groups = data["stusps"].to_numpy()
+    S = pd.DataFrame(X).groupby(groups).sum().to_numpy()
+    t = pd.Series(y).groupby(groups).sum().to_numpy()
+    counts = pd.Series(groups).value_counts().sort_index().to_numpy()
+    df = n - p if reml else n
+
+    def at(theta):
+        c = theta**2 / (1 + counts * theta**2)
+        XtVX = X.T @ X - (S * c[:, None]).T @ S
+        XtVy = X.T @ y - (S * c[:, None]).T @ t
+        beta = np.linalg.solve(XtVX, XtVy)
+        r2 = y @ y - c @ t**2 - beta @ XtVy
+        crit = np.log(1 + counts * theta**2).sum() + df * (1 + np.log(2 * np.pi * r2 / df))
+        return crit + (np.linalg.slogdet(XtVX)[1] if reml else 0.0), r2
+
+    best = minimize_scalar(lambda th: at(th)[0], bounds=(0, 5), method="bounded", options={"xatol": 1e-10})
+    return best.x**2 * at(best.x)[1] / df
+
+
+def test_ml_versus_reml_state_variance_percentages(notebook, sub, arrests) -> None:
+    """Exercise 5: ML is 22 % below REML (REML 28 % above ML) with five states, from dense fits."""
+    glued = _glued(notebook)
+    reml5, ml5 = _state_variance_dense(sub, True), _state_variance_dense(sub, False)
+    assert f"{reml5:.3f}" == "4.399" and f"{ml5:.3f}" == "3.435"
+    assert glued["ml_below_pct_5"] == pytest.approx(100 * (1 - ml5 / reml5), abs=1e-3)
+    assert glued["reml_above_pct_5"] == pytest.approx(100 * (reml5 / ml5 - 1), abs=1e-3)
+    assert f"{glued['ml_below_pct_5']:.0f}" == "22" and f"{glued['reml_above_pct_5']:.0f}" == "28"
+    # 51 states: the profiled criteria from per-state sums (V⁻¹ = I − c 11ᵀ per state)
+    v, v_ml = _state_variance_group_sums(arrests, True), _state_variance_group_sums(arrests, False)
+    assert glued["ml_below_pct_51"] == pytest.approx(100 * (1 - v_ml / v), abs=1e-3)
+    assert glued["reml_above_pct_51"] == pytest.approx(100 * (v / v_ml - 1), abs=1e-3)
+    text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "almost 30 percent below REML" not in text
+
+
+def test_prose_corrections_of_issue_16(notebook) -> None:
+    text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert "previous chapter" not in text and "In this lecture" not in text
+    assert "chapter 2" not in text and "{doc}`notation`" in text
+    assert "three counties each" not in text
+    # Satterthwaite adjusts only the degrees of freedom, Kenward-Roger also the covariance
+    assert "adjusts only\nthe degrees of freedom" in text and "inflates the\ncovariance matrix" in text

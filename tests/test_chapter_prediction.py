@@ -330,3 +330,14 @@ def test_leave_one_state_out(state: str) -> None:
     assert g[f"loso_{key}_in"] == pytest.approx(rmse(held[Y], in_sample), rel=1e-6)
     if state == "DC":
         assert g["loso_dc_err"] == pytest.approx(np.mean(held[Y] - new_state), rel=1e-6)
+
+
+# ------------------------------------------------------- corrections of issue 16 (prose)
+
+
+def test_chapters_are_linked_by_name_and_rows_are_not_called_counties():
+    text = "\n".join(c.source for c in notebook().cells if c.cell_type == "markdown")
+    assert "previous chapter" not in text and "In this lecture" not in text
+    assert "{doc}`notation`" in text and "{doc}`02_pooling_violent_arrests`" in text
+    for wrong in ("390 counties", "8 counties", "Eight counties", "most counties in the data"):
+        assert wrong not in text, wrong

@@ -289,3 +289,72 @@ def test_qualitative_claims_of_the_prose(glued, fits, data):
     assert year.loc["with_year", "Pr(>Chisq)"] < 0.01
     assert glued["ex5_chisq"] == pytest.approx(year.loc["with_year", "Chisq"], abs=1e-3)
     assert glued["ex5_year"] < 0
+
+
+# ------------------------------------------- corrections of issue 16 (exercise 5, prose)
+# lme4's year effect with and without a county term: tests/r/chapter03_year_county_term.R
+LME4_YEAR_SE_NO_COUNTY = 0.11421922  # (1 + pop_pct_pov | stusps)
+LME4_YEAR_SE_COUNTY = 0.05675248  # (1 + pop_pct_pov | stusps) + (1 | stusps:county)
+LME4_YEAR_SE_NESTED = 0.05617033  # (1 | stusps/county)
+LME4_COUNTY_MODEL = {"county_year": -0.3738842, "county_year_se": 0.05675248,
+                     "county_sd": 3.19217618, "county_sigma": 1.60985485}
+
+
+def test_year_effect_within_counties_is_the_county_fixed_effects_estimate(glued, data):
+    """County fixed effects by the within transformation (numpy), on every row: the glued
+    first-difference estimate is the same number, with the same standard error up to the one
+    degree of freedom of the duplicated county-year."""
+    d = data.assign(county=data.stusps + " " + data.fips.astype(str))
+    cols = ["violent_arrest_per1000", "pop_pct_pov", "y2016"]
+    demeaned = d[cols] - d.groupby("county")[cols].transform("mean")
+    Xw = demeaned[["pop_pct_pov", "y2016"]].to_numpy()
+    yw = demeaned["violent_arrest_per1000"].to_numpy()
+    beta, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
+    resid = yw - Xw @ beta
+    df = len(d) - d.county.nunique() - 2
+    se = np.sqrt(np.diag(resid @ resid / df * np.linalg.inv(Xw.T @ Xw)))
+    assert glued["within_year"] == pytest.approx(beta[1], abs=1e-5)
+    assert glued["within_pov"] == pytest.approx(beta[0], abs=1e-5)
+    assert glued["within_se"] == pytest.approx(se[1], rel=1e-3)
+    years = d.groupby("county").year.nunique()
+    assert glued["n_both"] == int((years == 2).sum())
+    assert glued["n_counties"] == len(years)
+
+
+def test_ignoring_counties_makes_the_year_se_too_large(glued):
+    """The direction of exercise 5's argument, against lme4 with a county term (pinned)."""
+    assert glued["ex5_year_se"] == pytest.approx(LME4_YEAR_SE_NO_COUNTY, abs=1e-5)
+    assert glued["ex5_year_se"] > 1.9 * LME4_YEAR_SE_COUNTY
+    assert glued["ex5_year_se"] > 1.9 * LME4_YEAR_SE_NESTED
+    # the within-county SE is of the size of lme4's with a county term
+    assert glued["within_se"] == pytest.approx(LME4_YEAR_SE_COUNTY, rel=0.1)
+    assert glued["se_ratio_within"] == pytest.approx(glued["within_se"] / glued["ex5_year_se"], abs=1e-4)
+    assert glued["se_ratio_within"] < 0.6
+
+
+def test_prose_corrections_of_issue_16(nb):
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "somewhat optimistic" not in text and "too\n*large*" in text
+    assert "do not suffer from the bias" not in text and "*reduces* that bias" in text
+    assert "the boundary problem does not arise" not in text and "Greven and Kneib" in text
+    assert "In this lecture" not in text and "previous chapter" not in text
+    assert "chapter 2" not in text and "{doc}`notation`" in text
+
+
+def test_aic_difference_quoted_with_the_boundary_caveat(glued, fits):
+    """AIC = deviance + 2k of the ML fits (k = 5 and 6 parameters)."""
+    aic_uncorr = fits["uncorr_ml"].deviance + 2 * 5
+    aic_slope = fits["slope_ml"].deviance + 2 * 6
+    assert glued["daic_uncorr"] == pytest.approx(aic_uncorr - aic_slope, abs=1e-3)
+    assert glued["daic_uncorr"] > 10
+
+
+def test_year_effect_with_a_county_term_matches_lme4(glued):
+    """The chapter's m_county, (1 + pop_pct_pov | stusps) + (1 | county), against lme4."""
+    assert glued["county_year"] == pytest.approx(LME4_COUNTY_MODEL["county_year"], abs=2e-5)
+    assert glued["county_year_se"] == pytest.approx(LME4_COUNTY_MODEL["county_year_se"], rel=1e-4)
+    assert glued["county_sd"] == pytest.approx(LME4_COUNTY_MODEL["county_sd"], rel=1e-4)
+    assert glued["county_sigma"] == pytest.approx(LME4_COUNTY_MODEL["county_sigma"], rel=1e-4)
+    assert glued["county_se_ratio"] == pytest.approx(LME4_YEAR_SE_COUNTY / LME4_YEAR_SE_NO_COUNTY, rel=1e-3)
+    assert glued["county_se_ratio"] < 0.5
+    assert glued["slope_year_sigma"] > 2 * glued["county_sigma"]

@@ -75,3 +75,31 @@ def test_glue_keys_used_in_prose_are_stored(path):
                 stored.add(name)
     assert used, "the chapter's prose uses no computed (glued) numbers"
     assert used <= stored, f"glue keys used but never stored: {sorted(used - stored)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_glue_only_cells_are_hidden(path):
+    """A code cell whose only outputs are glued values is tagged remove-cell (not shown)."""
+    for cell in _code_cells(_load(path)):
+        outs = cell.get("outputs", [])
+        if outs and all(o.get("metadata", {}).get("scrapbook") for o in outs):
+            assert "remove-cell" in cell.get("metadata", {}).get("tags", []), _text(cell["source"])[:120]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_links_the_notation_page_and_names_other_chapters(path):
+    """Every chapter links the notation/glossary page; other chapters are linked by name,
+    never as "the previous chapter" (which breaks when chapters move)."""
+    prose = "\n".join(_text(c["source"]) for c in _load(path)["cells"] if c["cell_type"] == "markdown")
+    assert "{doc}`notation`" in prose
+    assert "previous chapter" not in prose.lower() and "in this lecture" not in prose.lower()
+
+
+def test_notation_page_is_in_the_toc_and_defines_the_lectures():
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    assert re.search(r"^  - file: book/notation\s*$", toc, re.M)
+    page = (ROOT / "book" / "notation.md").read_text(encoding="utf-8")
+    for term in ("**Lecture A.**", "**Lecture B.**", "**BLUP.**", "**Conditional mode.**", "θ (theta)"):
+        assert term in page, term
+    intro = (ROOT / "book" / "intro.md").read_text(encoding="utf-8")
+    assert "number for number" not in intro and "{doc}`notation`" in intro
