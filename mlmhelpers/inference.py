@@ -301,8 +301,8 @@ def predict_interval(
     R: ``merTools::predictInterval(m, newdata, level = 0.95, n.sims = 2000)``
     is the closest equivalent; lme4 itself offers ``bootMer``.
     """
-    from .formula import new_fixed_matrix, new_random_matrix
-    from .results import _is_na_re_form
+    from .formula import new_fixed_matrix
+    from .results import _re_form_factors
 
     m = _need_lmer(model, "predict_interval")
     if not 0 < level < 1:
@@ -315,19 +315,21 @@ def predict_interval(
     X = new_fixed_matrix(m.design, newdata)
     betas = rng.multivariate_normal(m.sol.beta, m.vcov.to_numpy(), size=n_sims)  # (S, p)
     draws = betas @ X.T  # (S, n)
-    if not _is_na_re_form(re_form):
-        Z = new_random_matrix(m.design, newdata)
-        codes = m.design.levels.get_indexer(newdata[m.design.group_name])
+    names = _re_form_factors(re_form, m.terms)
+    included = m._new_codes(newdata, names, allow_new_levels)
+    condvars = dict(zip([t.name for t in m.terms], m._condvar_list(), strict=True))
+    blocks = dict(zip([t.name for t in m.terms], m.sol.b_blocks(), strict=True))
+    lams = dict(zip([t.name for t in m.terms], m.sol.Lambdas, strict=True))
+    for name, (Z, codes) in included.items():
         q = Z.shape[1]
-        cov_new = m.sigma**2 * m.sol.Lambda @ m.sol.Lambda.T
+        cov_new = m.sigma**2 * lams[name] @ lams[name].T
         chol_new = np.linalg.cholesky(cov_new + 1e-12 * np.eye(q))
-        condvar = m.condvar
         for code in np.unique(codes):
             rows = np.flatnonzero(codes == code)
             if code >= 0:
-                mean, cov = m.sol.b[code], condvar[code]
+                mean, cov = blocks[name][code], condvars[name][code]
                 b = mean + rng.standard_normal((n_sims, q)) @ np.linalg.cholesky(cov + 1e-12 * np.eye(q)).T
-            else:  # one new group: its effects are unknown, drawn from the population
+            else:  # one new level: its effects are unknown, drawn from the population
                 b = rng.standard_normal((n_sims, q)) @ chol_new.T
             draws[:, rows] += b @ Z[rows].T
     if include_residual:

@@ -39,7 +39,6 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-from .engine import criterion
 from .lm import LmResult
 from .results import LmerResult
 from .tidy import shrinkage_table
@@ -1158,7 +1157,7 @@ def plot_criterion_curve(model: LmerResult, *, ax: Axes | None = None, grid: Seq
 
     For a random-intercept model θ = σ_α / σ is the only parameter ``lmer``
     optimises; β̂ and σ̂ follow from it in closed form. The curve is
-    evaluated with :func:`mlmhelpers.engine.criterion` and the optimum found
+    evaluated with :meth:`LmerResult.criterion` and the optimum found
     by ``lmer`` is marked.
 
     Parameters
@@ -1183,9 +1182,9 @@ def plot_criterion_curve(model: LmerResult, *, ax: Axes | None = None, grid: Seq
     """
     fname = "plot_criterion_curve"
     _check_model(model, LmerResult, fname)
-    if model.tmap.size != 1:
+    if model.n_theta != 1:
         raise ValueError(f"{fname}() needs a model with one θ parameter (a random intercept, y ~ x + (1 | g)); "
-                         f"this model has {model.tmap.size}: {', '.join(model.theta.index)}.")
+                         f"this model has {model.n_theta}: {', '.join(model.theta.index)}.")
     theta_hat = float(model.sol.theta[0])
     if grid is None:
         grid_arr = np.linspace(0.0, max(2.5 * theta_hat, 1.0), 241)
@@ -1194,9 +1193,8 @@ def plot_criterion_curve(model: LmerResult, *, ax: Axes | None = None, grid: Seq
         if grid_arr.size < 2 or not np.all(np.isfinite(grid_arr)) or np.any(grid_arr < 0):
             raise ValueError(f"{fname}(): grid must hold at least two finite θ values ≥ 0.")
     grid_arr = np.unique(np.append(grid_arr, theta_hat))
-    stats, tmap = model._stats, model.tmap
-    values = np.array([criterion(np.array([t]), stats, tmap, model.REML) for t in grid_arr])
-    best = criterion(np.array([theta_hat]), stats, tmap, model.REML)
+    values = np.array([model.criterion(t) for t in grid_arr])
+    best = model.criterion(theta_hat)
     name = "REML criterion" if model.REML else "Deviance (−2 log-likelihood)"
     ax = _single_axes(ax)
     ax.plot(grid_arr, values, color=POOLING_COLORS["partial"], lw=2, gid="criterion")

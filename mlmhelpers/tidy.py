@@ -230,7 +230,7 @@ def anova(*models, refit: bool = True, **named) -> pd.DataFrame:
 
 
 def _model_frame(m: LmerResult) -> pd.DataFrame:
-    frame = getattr(m, "_data", None)
+    frame = m.data
     if frame is None:
         raise ValueError("This model does not keep its data; refit it with REML=False yourself.")
     return frame
