@@ -12,10 +12,10 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 from scipy import optimize
 
-from ._predictor_adapter import OneFactorPredictor, Term
 from .family import Family, get_family
 from .fit import ConvergenceWarning, SingularFitWarning
 from .formula import ParsedFormula, _split_top_level, _strip_outer_parens, build_design, parse_formula
+from .predictor import LinearPredictor
 from .glm_response import GLMResponse, PIRLSError, agq_deviance, laplace_deviance, pirls
 
 __all__ = ["glmer", "SeparationWarning"]
@@ -268,7 +268,7 @@ class GlmerModel:
         self.codes, self.n_levels = codes, n_levels
         self.p = X.shape[1]
         self.n_theta = pred.n_theta
-        self.is_diag = np.isfinite(pred.lower) & (pred.lower == 0)
+        self.is_diag = np.asarray(pred.is_diag, dtype=bool)
         self._beta = np.zeros(self.p)
         self._u = np.zeros(pred.q)
         self.nfev = 0
@@ -452,8 +452,7 @@ def _build(formula: str, data: pd.DataFrame, family, weights, offset, nAGQ):
     if design.X.shape[1] >= design.X.shape[0]:
         raise ValueError(f"{design.X.shape[1]} fixed effects for {design.X.shape[0]} observations: "
                          "too few observations.")
-    terms = [Term(design.group_name, design.groups, design.levels, design.Z, design.z_names, design.z_blocks)]
-    pred = OneFactorPredictor(design.X, terms)
+    pred = LinearPredictor(design.X, design.terms)
     resp = GLMResponse(mf.y, fam, weights=mf.weights, offset=mf.offset)
     return fam, mf, design, pred, resp
 

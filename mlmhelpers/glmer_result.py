@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .engine import SINGULAR_TOL
 from .family import Family
-from .formula import new_fixed_matrix, new_random_matrix
+from .formula import new_factor_codes, new_fixed_matrix, new_random_matrix
 from .rprint import abbreviate, format_table, r_format
-from .results import LmerSummary, NotAvailableError, _is_na_re_form
+from .results import SINGULAR_TOL, LmerSummary, _is_na_re_form
 
 __all__ = ["GlmerResult", "format_pvalues", "signif_stars"]
 
@@ -252,9 +251,8 @@ class GlmerResult:
     def _covariance_blocks(self) -> list[tuple[str, list[str], np.ndarray]]:
         out = []
         for t, lam in zip(self.terms, self.pred.Lambdas(self.fit.theta)):
-            for bi, (start, stop, _) in enumerate(t.blocks):
+            for label, (start, stop, _) in zip(t.block_labels(), t.blocks):
                 sub = lam[start:stop, start:stop]
-                label = t.name if bi == 0 else f"{t.name}.{bi}"
                 out.append((label, t.z_names[start:stop], sub @ sub.T))
         return out
 
@@ -398,18 +396,12 @@ class GlmerResult:
         eta = np.zeros(len(newdata))
         b_blocks = self.pred.split_u(self.b)
         for t, b in zip(self.terms, b_blocks):
-            g = t.name
-            if g not in newdata.columns:
-                raise ValueError(f"newdata has no column {g!r}, needed for the random effects; pass "
-                                 "re_form='~0' for population-level predictions.")
-            if newdata[g].isna().any():
-                raise ValueError(f"newdata's grouping column {g!r} has missing values.")
-            codes = pd.Index(t.levels).get_indexer(newdata[g])
-            new = sorted(set(newdata[g][codes < 0].astype(str)))
-            if new and not allow_new_levels:
-                raise ValueError(f"New level(s) {', '.join(new)} of {g!r} not in the fitted data; pass "
-                                 "allow_new_levels=True to predict them with random effects of zero.")
-            Z = new_random_matrix(self.design, newdata)
+            codes = new_factor_codes(t, newdata)
+            if (codes < 0).any() and not allow_new_levels:
+                lab = newdata[list(t.columns)].astype(str).agg(":".join, axis=1)[codes < 0]
+                raise ValueError(f"New level(s) {', '.join(sorted(set(lab)))} of {t.name!r} not in the fitted "
+                                 "data; pass allow_new_levels=True to predict them with random effects of zero.")
+            Z = new_random_matrix(t, newdata)
             known = codes >= 0
             eta[known] += np.einsum("nk,nk->n", Z[known], b[codes[known]])
         return eta
