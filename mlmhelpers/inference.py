@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .glmer_result import GlmerResult
 from .lm import LmResult
 from .results import LmerResult
 
 __all__ = [
     "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma",
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",
+    "check_overdispersion",
 ]
 
 
@@ -27,9 +29,15 @@ def _need_lmer(model, fname: str) -> LmerResult:
     return model
 
 
+def _need_mixed(model, fname: str) -> LmerResult | GlmerResult:
+    if not isinstance(model, (LmerResult, GlmerResult)):
+        raise TypeError(f"{fname}() needs a model fitted by lmer() or glmer(), got {type(model).__name__}.")
+    return model
+
+
 def _need_model(model, fname: str):
-    if not isinstance(model, (LmerResult, LmResult)):
-        raise TypeError(f"{fname}() needs a model fitted by lmer() or lm(), got {type(model).__name__}.")
+    if not isinstance(model, (LmerResult, GlmerResult, LmResult)):
+        raise TypeError(f"{fname}() needs a model fitted by lmer(), glmer() or lm(), got {type(model).__name__}.")
     return model
 
 
@@ -43,12 +51,12 @@ def fixef(model: LmerResult) -> pd.Series:
     >>> fixef(m).round(4).to_dict()
     {'(Intercept)': 1.8611, 'pop_pct_pov': 0.1334}
     """
-    return _need_lmer(model, "fixef").fixef
+    return _need_mixed(model, "fixef").fixef
 
 
 def ranef(model: LmerResult) -> pd.DataFrame:
     """Conditional modes of the random effects, groups × terms (R: ``ranef(m)$g``)."""
-    return _need_lmer(model, "ranef").ranef
+    return _need_mixed(model, "ranef").ranef
 
 
 def coef(model) -> pd.Series | pd.DataFrame:
@@ -67,7 +75,7 @@ def vcov(model) -> pd.DataFrame:
 
 def se_fixef(model: LmerResult) -> pd.Series:
     """Standard errors of the fixed effects (R: ``arm::se.fixef(m)``)."""
-    return _need_lmer(model, "se_fixef").se_fixef
+    return _need_mixed(model, "se_fixef").se_fixef
 
 
 def se_ranef(model: LmerResult) -> pd.DataFrame:
@@ -80,7 +88,7 @@ def se_ranef(model: LmerResult) -> pd.DataFrame:
     >>> se_ranef(m).shape
     (5, 1)
     """
-    return _need_lmer(model, "se_ranef").se_ranef
+    return _need_mixed(model, "se_ranef").se_ranef
 
 
 def se_coef(model: LmResult) -> pd.Series:
@@ -92,7 +100,7 @@ def se_coef(model: LmResult) -> pd.Series:
 
 def varcorr(model: LmerResult) -> pd.DataFrame:
     """Variance components (R: ``as.data.frame(lme4::VarCorr(m))``)."""
-    return _need_lmer(model, "varcorr").varcorr
+    return _need_mixed(model, "varcorr").varcorr
 
 
 def sigma(model) -> float:
@@ -102,7 +110,7 @@ def sigma(model) -> float:
 
 def is_singular(model: LmerResult) -> bool:
     """Whether the fit is singular (R: ``lme4::isSingular(m)``)."""
-    return _need_lmer(model, "is_singular").is_singular
+    return _need_mixed(model, "is_singular").is_singular
 
 
 def confint(model, level: float = 0.95) -> pd.DataFrame:
@@ -337,3 +345,49 @@ def predict_interval(
     alpha = (1 - level) / 2
     lower, upper = np.quantile(draws, [alpha, 1 - alpha], axis=0)
     return pd.DataFrame({"fit": fit.to_numpy(), "lower": lower, "upper": upper}, index=newdata.index)
+
+
+def check_overdispersion(model: GlmerResult) -> pd.Series:
+    """Pearson χ² overdispersion check of a Poisson (or binomial) glmer fit.
+
+    The sum of squared Pearson residuals (at the conditional modes) divided
+    by the residual degrees of freedom, ``nobs − npar``, should be near 1
+    when the model's variance function holds; a ratio well above 1 means
+    more variation than the family allows (overdispersion), and the standard
+    errors are then too small. The p-value is the upper tail of the χ²
+    distribution with the residual degrees of freedom (an approximation).
+
+    A common remedy for Poisson data is an observation-level random effect,
+    ``... + (1 | obs)`` with ``obs`` a row number: it adds a lognormal
+    multiplicative error per observation (Harrison 2014, *PeerJ* 2:e616).
+
+    Parameters
+    ----------
+    model : GlmerResult
+
+    Returns
+    -------
+    Series
+        ``chisq``, ``ratio``, ``rdf`` and ``p_value``.
+
+    Notes
+    -----
+    R equivalent: ``performance::check_overdispersion(m)`` for a glmer fit,
+    or the ``overdisp_fun`` of the GLMM FAQ (Bolker):
+    ``sum(residuals(m, "pearson")^2) / df.residual(m)``.
+
+    Examples
+    --------
+    >>> import mlmhelpers as mh
+    >>> d = mh.load_arrests().assign(arrests=lambda d: (d.violent_arrest_per1000 * d.pop_tot / 1000).round())
+    >>> m = mh.glmer("arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps)", d, family="poisson")
+    >>> od = mh.check_overdispersion(m)
+    >>> bool(od["ratio"] > 10)
+    True
+    """
+    if not isinstance(model, GlmerResult):
+        raise TypeError(f"check_overdispersion() needs a model fitted by glmer(), got {type(model).__name__}.")
+    chisq = float(np.sum(model.residuals("pearson").to_numpy() ** 2))
+    rdf = model.df_resid
+    return pd.Series({"chisq": chisq, "ratio": chisq / rdf, "rdf": float(rdf), "p_value": float(stats.chi2.sf(chisq, rdf))},
+                     name="overdispersion")
