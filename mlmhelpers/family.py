@@ -41,9 +41,10 @@ class Link:
 
 def _logit_linkinv(eta):
     eta = np.asarray(eta, dtype=float)
-    # R's C code: exp(eta) clamped to [eps, 1/eps], then tmp / (1 + tmp).
+    # R's C code: exp(eta), replaced by eps below eta = -30 and by 1/eps above 30; tmp / (1 + tmp).
     tmp = np.exp(np.clip(eta, -_THRESH, _THRESH))
-    tmp = np.where(eta < -_THRESH, _EPS, np.where(eta > _THRESH, _INVEPS, tmp))
+    if np.any(np.abs(eta) > _THRESH):
+        tmp = np.where(eta < -_THRESH, _EPS, np.where(eta > _THRESH, _INVEPS, tmp))
     return tmp / (1.0 + tmp)
 
 
@@ -51,7 +52,9 @@ def _logit_mu_eta(eta):
     eta = np.asarray(eta, dtype=float)
     e = np.exp(-np.abs(np.clip(eta, -_THRESH, _THRESH)))
     val = e / (1.0 + e) ** 2  # symmetric: exp(eta) / (1 + exp(eta))^2
-    return np.where(np.abs(eta) > _THRESH, _EPS, val)
+    if np.any(np.abs(eta) > _THRESH):
+        val = np.where(np.abs(eta) > _THRESH, _EPS, val)
+    return val
 
 
 def _probit_linkinv(eta):
@@ -85,14 +88,6 @@ LINKS: dict[str, Link] = {
                     _cloglog_linkinv, _cloglog_mu_eta),
     "log": Link("log", lambda mu: np.log(np.asarray(mu, dtype=float)), _log_linkinv, _log_linkinv),
 }
-
-
-def _ylogy(y, mu):
-    """``y log(y / mu)`` with the convention 0 log 0 = 0 (R's ``y_log_y``)."""
-    y = np.asarray(y, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = y * np.log(y / mu)
-    return np.where(y > 0, out, 0.0)
 
 
 class Family:
@@ -132,8 +127,17 @@ class Family:
     def variance(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def dev_resids(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:  # pragma: no cover
+    def dev_resids(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """Deviance residuals (squared), R's ``dev.resids``: ``2 wt (ℓ(y; y) − ℓ(y; μ))``."""
+        return 2.0 * wt * (self.kernel(y, y) - self.kernel(y, mu))
+
+    def kernel(self, y: np.ndarray, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """The part of log p(y | μ) that depends on μ (per unit weight), 0 log 0 = 0."""
         raise NotImplementedError
+
+    def linkinv_and_mu_eta(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """μ and dμ/dη together (one pass for the logit link)."""
+        return self.link.linkinv(eta), self.link.mu_eta(eta)
 
     def aic(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> float:
         """−2 × the log-likelihood, constants included (R's ``family$aic`` without the ``2 rank``)."""
@@ -167,8 +171,17 @@ class _Binomial(Family):
     def variance(self, mu):
         return mu * (1.0 - mu)
 
-    def dev_resids(self, y, mu, wt):
-        return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
+    def kernel(self, y, mu):
+        return special.xlogy(y, mu) + special.xlogy(1.0 - y, 1.0 - mu)
+
+    def linkinv_and_mu_eta(self, eta):
+        if self.link.name != "logit":
+            return super().linkinv_and_mu_eta(eta)
+        eta = np.asarray(eta, dtype=float)
+        if np.max(np.abs(eta), initial=0.0) > _THRESH:
+            return self.link.linkinv(eta), self.link.mu_eta(eta)
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        return mu, mu * (1.0 - mu)  # = exp(eta) / (1 + exp(eta))^2
 
     def loglik_terms(self, y, mu, wt):
         # R: -2 * sum(ifelse(m > 0, wt / m, 0) * dbinom(round(m * y), round(m), mu, log = TRUE))
@@ -193,8 +206,8 @@ class _Poisson(Family):
     def variance(self, mu):
         return mu
 
-    def dev_resids(self, y, mu, wt):
-        return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
+    def kernel(self, y, mu):
+        return special.xlogy(y, mu) - mu
 
     def loglik_terms(self, y, mu, wt):
         # R: -2 * sum(dpois(y, mu, log = TRUE) * wt); a non-integer y gives dpois = 0 there

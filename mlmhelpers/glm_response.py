@@ -61,6 +61,11 @@ class GLMResponse:
         self.pw = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
         self.offset = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
         self.n = n
+        # −2 log p(y | μ) = dev.resid(y, μ) + (−2 log p(y | μ = y)): the saturated constant, once.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.c_sat = family.loglik_terms(self.y, self.y, self.pw)
+            self._k_sat = family.kernel(self.y, self.y)
+        self._2pw = 2.0 * self.pw
 
     def start_eta(self) -> np.ndarray:
         """η from R's ``mustart`` (family ``initialize``)."""
@@ -69,18 +74,15 @@ class GLMResponse:
     def update(self, eta: np.ndarray) -> "ResponseState":
         """μ, dμ/dη, IRLS weights, working residual and deviance residuals at ``eta``."""
         fam = self.family
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            mu = fam.linkinv(eta)
-            mu_eta = fam.mu_eta(eta)
-            var = fam.variance(mu)
-            sqrtw = np.sqrt(self.pw * mu_eta ** 2 / var)
-            wres = (self.y - mu) / mu_eta  # working residual
-            devres = fam.dev_resids(self.y, mu, self.pw)
+        mu, mu_eta = fam.linkinv_and_mu_eta(eta)
+        sqrtw = mu_eta * np.sqrt(self.pw / fam.variance(mu))
+        wres = (self.y - mu) / mu_eta  # working residual
+        devres = self._2pw * (self._k_sat - fam.kernel(self.y, mu))  # = fam.dev_resids(y, mu, pw)
         return ResponseState(eta=eta, mu=mu, sqrtw=sqrtw, wres=wres, devres=devres)
 
     def aic_terms(self, mu: np.ndarray) -> np.ndarray:
-        """−2 log p(yᵢ | μᵢ) (weighted), per observation."""
-        return self.family.loglik_terms(self.y, mu, self.pw)
+        """−2 log p(yᵢ | μᵢ) (weighted), per observation: R's family ``aic`` terms."""
+        return self.family.dev_resids(self.y, mu, self.pw) + self.c_sat
 
 
 @dataclass
@@ -96,25 +98,50 @@ class ResponseState:
         return float(np.sum(self.devres))
 
 
-@dataclass
 class PIRLSResult:
-    """The conditional modes at one (θ, β) and what the deviance needs."""
+    """The conditional modes at one (θ, β) and what the deviance needs.
 
-    theta: np.ndarray
-    beta: np.ndarray
-    u: np.ndarray
-    state: ResponseState  # μ etc. at the modes
-    fac: object  # the factorization at the weights of the modes
-    pdev: float  # Σ deviance residuals + ‖u‖²
-    iterations: int
+    Attributes
+    ----------
+    theta, beta, u : ndarray
+    state : ResponseState
+        μ, IRLS weights, deviance residuals at the modes.
+    ldL2 : float
+        ``log |L_θ|²`` at the IRLS weights of the modes.
+    pdev : float
+        Penalised deviance ``Σ dev.resids + ‖u‖²``.
+    iterations : int
+    fac
+        The predictor's factorization at the modes' weights (computed on
+        first use): ``RX``, ``condvar_blocks()``.
+    """
+
+    def __init__(self, pred, theta, beta, u, state, ldL2, pdev, iterations, fac=None):
+        self.pred, self.theta, self.beta, self.u, self.state = pred, theta, beta, u, state
+        self.ldL2, self.pdev, self.iterations, self._fac = ldL2, pdev, iterations, fac
+
+    @property
+    def fac(self):
+        if self._fac is None:
+            self._fac = self.pred.factorize(self.theta, self.state.sqrtw)
+        return self._fac
 
 
 def _eta(pred, X, resp: GLMResponse, theta, beta, u) -> np.ndarray:
     return resp.offset + X @ beta + pred.zlambda(theta, u)
 
 
+def _scalar_term(pred):
+    """The single scalar random-effects term of ``pred``, or None."""
+    terms = getattr(pred, "terms", None)
+    if terms is not None and len(terms) == 1 and terms[0].Z.shape[1] == 1:
+        return terms[0]
+    return None
+
+
 def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.ndarray,
-          u0: np.ndarray | None = None, *, u_only: bool = True, tol: float = 1e-12, step_tol: float = 1e-9, maxit: int = 200, max_halvings: int = 30) -> PIRLSResult:
+          u0: np.ndarray | None = None, *, u_only: bool = True, tol: float = 1e-12, step_tol: float = 1e-9,
+          maxit: int = 200, max_halvings: int = 30) -> PIRLSResult:
     """Penalised iteratively reweighted least squares for the conditional modes.
 
     Minimises the penalised deviance ``Σ dev.resids(y, μ) + ‖u‖²`` over u
@@ -128,35 +155,66 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
     ``step_tol``: tighter than lme4, so that the deviance is smooth enough
     for finite-difference derivatives.
 
+    The weighted PLS solves are the predictor's (``factorize(θ, √w)``,
+    ``solve``/``solve_u``). One case is solved here directly: u only, with a
+    single scalar random-effects term, where ``L_θ`` is diagonal and the PLS
+    problem separates into one scalar equation per level,
+    ``u_j = λ Σ_{i∈j} wᵢ zᵢ rᵢ / (1 + λ² Σ_{i∈j} wᵢ zᵢ²)``; this is the bulk
+    of a glmer fit's work and avoids the general factorization's overhead
+    (tests check both paths against a dense solve).
+
     Raises
     ------
     PIRLSError
         If step-halving cannot reduce the penalised deviance or η becomes
         non-finite, with a message saying so.
     """
-    theta = np.asarray(theta, dtype=float)
-    beta = np.asarray(beta, dtype=float).copy()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _pirls(pred, X, resp, np.asarray(theta, dtype=float), np.asarray(beta, dtype=float).copy(),
+                      u0, u_only, tol, step_tol, maxit, max_halvings)
+
+
+def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_halvings) -> PIRLSResult:
     u = np.zeros(pred.q) if u0 is None else np.asarray(u0, dtype=float).copy()
-    state = resp.update(_eta(pred, X, resp, theta, beta, u))
+    term = _scalar_term(pred) if u_only else None
+    if term is not None:
+        codes, J = term.codes, term.nlevels
+        dz = float(pred.Lambdas(theta)[0][0, 0]) * term.Z[:, 0]  # ∂η/∂u_j for row i of level j
+        dz2 = dz * dz
+        fixed = resp.offset + X @ beta
+
+        def eta_of(b, uu):
+            return fixed + dz * uu[codes]
+    else:
+        def eta_of(b, uu):
+            return resp.offset + X @ b + pred.zlambda(theta, uu)
+
+    state = resp.update(eta_of(beta, u))
     pdev = state.dev + float(u @ u)
     if not np.isfinite(pdev):
         raise PIRLSError("PIRLS: the penalised deviance is not finite at the starting values "
                          "(η overflowed); the model may be badly specified or the data separated.")
     for it in range(1, maxit + 1):
-        fac = pred.factorize(theta, state.sqrtw)
         z = state.eta - resp.offset + state.wres  # working response, offset removed
-        if u_only:
-            sol = fac.solve_u(z - X @ beta)
-            new_beta, new_u = beta, sol.u
+        if term is not None:
+            w = state.sqrtw ** 2
+            num = np.bincount(codes, weights=w * dz * (z - fixed + resp.offset), minlength=J)
+            new_u = num / (1.0 + np.bincount(codes, weights=w * dz2, minlength=J))
+            new_beta = beta
         else:
-            sol = fac.solve(z)
-            new_beta, new_u = sol.beta, sol.u
+            fac = pred.factorize(theta, state.sqrtw)
+            if u_only:
+                sol = fac.solve_u(z - X @ beta)
+                new_beta, new_u = beta, sol.u
+            else:
+                sol = fac.solve(z)
+                new_beta, new_u = sol.beta, sol.u
         d_beta, d_u = new_beta - beta, new_u - u
         step = 1.0
         for _ in range(max_halvings + 1):
-            b_try = beta + step * d_beta
+            b_try = beta + step * d_beta if not u_only else beta
             u_try = u + step * d_u
-            st = resp.update(_eta(pred, X, resp, theta, b_try, u_try))
+            st = resp.update(eta_of(b_try, u_try))
             pd_try = st.dev + float(u_try @ u_try)
             if np.isfinite(pd_try) and pd_try <= pdev * (1 + 1e-14) + 1e-300:
                 break
@@ -169,8 +227,9 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
                 "or of a model too complex for the data."
             )
         change = pdev - pd_try
-        beta, u, state, pdev_old, pdev = b_try, u_try, st, pdev, pd_try
-        moved = step * max(np.max(np.abs(d_u), initial=0.0), np.max(np.abs(d_beta), initial=0.0))
+        beta, u, state, pdev = b_try, u_try, st, pd_try
+        moved = step * (np.max(np.abs(d_u), initial=0.0) if u_only else
+                        max(np.max(np.abs(d_u), initial=0.0), np.max(np.abs(d_beta), initial=0.0)))
         # Both the penalised deviance and the modes must settle: log|L|² (in the Laplace
         # deviance) depends on the modes to first order, so a slowly converging PIRLS
         # (non-canonical links: Fisher scoring) must not stop on a small decrease alone.
@@ -178,8 +237,11 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
             break
     else:
         raise PIRLSError(f"PIRLS did not converge in {maxit} iterations at theta = {np.round(theta, 6).tolist()}.")
+    if term is not None:
+        L2 = 1.0 + np.bincount(codes, weights=state.sqrtw ** 2 * dz2, minlength=J)
+        return PIRLSResult(pred, theta, beta, u, state, float(np.sum(np.log(L2))), pdev, it)
     fac = pred.factorize(theta, state.sqrtw)
-    return PIRLSResult(theta=theta, beta=beta, u=u, state=state, fac=fac, pdev=pdev, iterations=it)
+    return PIRLSResult(pred, theta, beta, u, state, fac.ldL2, pdev, it, fac=fac)
 
 
 def laplace_deviance(resp: GLMResponse, fit: PIRLSResult) -> float:
@@ -188,7 +250,7 @@ def laplace_deviance(resp: GLMResponse, fit: PIRLSResult) -> float:
     ``−2 Σ log p(yᵢ | μᵢ) + ‖u‖² + log|L_θ|²`` with the IRLS (Fisher) weights
     at the modes, lme4's ``glmResp::Laplace``.
     """
-    return float(np.sum(resp.aic_terms(fit.state.mu)) + fit.u @ fit.u + fit.fac.ldL2)
+    return float(fit.pdev + np.sum(resp.c_sat) + fit.ldL2)
 
 
 def gh_rule(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +285,7 @@ def agq_deviance(pred, resp: GLMResponse, fit: PIRLSResult, nAGQ: int, codes: np
     eta_nodes = fit.state.eta[:, None] + (dz * s[codes])[:, None] * z[None, :]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         mu_nodes = resp.family.linkinv(eta_nodes)
-        terms = resp.family.loglik_terms(resp.y[:, None], mu_nodes, resp.pw[:, None])  # (n, K)
+        terms = resp.family.dev_resids(resp.y[:, None], mu_nodes, resp.pw[:, None]) + resp.c_sat[:, None]
     D = np.empty((J, len(z)))
     for k in range(len(z)):
         D[:, k] = np.bincount(codes, weights=terms[:, k], minlength=J)

@@ -277,7 +277,9 @@ class GlmerModel:
     def deviance_stage1(self, theta: np.ndarray) -> float:
         self.nfev += 1
         try:
-            fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._u, u_only=False)
+            # a start for stage 2 only: lme4's PIRLS tolerance
+            fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._u, u_only=False, tol=1e-8,
+                        step_tol=1e-5)
         except (PIRLSError, np.linalg.LinAlgError):
             return np.inf
         self._beta, self._u = fit.beta, fit.u
@@ -303,19 +305,25 @@ class GlmerModel:
         return self.deviance_of(fit)
 
 
-def _fd_grad_hess(f, x: np.ndarray, h: np.ndarray, f0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Central finite-difference gradient and Hessian (lme4's ``deriv12``, step ``h``)."""
+def _fd_grad_hess(f, x: np.ndarray, h: np.ndarray, f0: float, diag=None) -> tuple[np.ndarray, np.ndarray]:
+    """Central finite-difference gradient and Hessian (lme4's ``deriv12``, step ``h``).
+
+    ``diag = (g, hd)`` from :func:`_central_gradient` at the same point and step
+    saves the 2d evaluations along the axes.
+    """
     d = len(x)
-    g = np.empty(d)
     H = np.empty((d, d))
-    fp = np.empty(d)
-    fm = np.empty(d)
-    for i in range(d):
-        e = np.zeros(d)
-        e[i] = h[i]
-        fp[i], fm[i] = f(x + e), f(x - e)
-        g[i] = (fp[i] - fm[i]) / (2 * h[i])
-        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
+    if diag is not None:
+        g = diag[0].copy()
+        H[np.diag_indices(d)] = diag[1]
+    else:
+        g = np.empty(d)
+        for i in range(d):
+            e = np.zeros(d)
+            e[i] = h[i]
+            fp, fm = f(x + e), f(x - e)
+            g[i] = (fp - fm) / (2 * h[i])
+            H[i, i] = (fp - 2 * f0 + fm) / h[i] ** 2
     for i in range(d):
         for j in range(i):
             ei = np.zeros(d)
@@ -339,8 +347,41 @@ class GlmerOptim:
     max_grad: float
 
 
+def _central_gradient(f, x: np.ndarray, h: float, f0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient and the diagonal of the Hessian (2 evaluations per parameter)."""
+    d = len(x)
+    g, hd = np.empty(d), np.empty(d)
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = h
+        fp, fm = f(x + e), f(x - e)
+        g[i] = (fp - fm) / (2 * h)
+        hd[i] = (fp - 2 * f0 + fm) / h ** 2
+    return g, hd
+
+
+def _newton_step(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """−H⁻¹g on the free parameters, with H's eigenvalues bounded away from 0 (a descent step)."""
+    step = np.zeros_like(g)
+    if not free.any():
+        return step
+    evals, evecs = np.linalg.eigh(H[np.ix_(free, free)])
+    floor = max(1e-8, 1e-8 * float(np.max(np.abs(evals))))
+    step[free] = -(evecs @ ((evecs.T @ g[free]) / np.maximum(np.abs(evals), floor)))
+    return step
+
+
 def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> GlmerOptim:
-    """lme4's two stages: θ with β by PIRLS, then (θ, β) jointly (Newton with central differences)."""
+    """lme4's two stages: θ with β by PIRLS, then (θ, β) jointly.
+
+    Stage 1 minimises the ``nAGQ = 0`` deviance over θ (bounded Brent for one
+    parameter, L-BFGS-B otherwise). Stage 2 minimises the Laplace/AGQ
+    deviance over (θ, β) from there by quasi-Newton steps: central-difference
+    gradients, BFGS updates of a Hessian that starts from the curvature of θ
+    (central differences) and ``2 R_X R_Xᵀ`` for β; the Hessian for ``vcov``
+    (central differences, lme4's ``deriv12`` step 1e-4) is computed at the
+    optimum, and a Newton step with it polishes the answer.
+    """
     k = model.n_theta
     is_diag = model.is_diag
     # Stage 1 ------------------------------------------------------------------
@@ -352,71 +393,83 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
             while upper < 1e3 and f1(np.array([upper])) < f1(np.array([upper / 2])):
                 upper *= 2
             res = optimize.minimize_scalar(lambda t: f1(np.array([t])), bounds=(0.0, upper), method="bounded",
-                                           options={"xatol": 1e-6})
+                                           options={"xatol": 1e-3})
             theta1 = np.array([float(res.x)])
         else:
             bounds = [(0.0, None) if d else (None, None) for d in is_diag]
             res = optimize.minimize(f1, theta0, method="L-BFGS-B", bounds=bounds,
-                                    options={"ftol": 1e-10, "eps": 1e-6})
+                                    options={"ftol": 1e-8, "eps": 1e-5})
             theta1 = np.asarray(res.x, dtype=float)
-        f1(theta1)  # leaves β, u of stage 1 at theta1 in the model
-    beta1 = model._beta.copy()
+        fit1 = pirls(model.pred, model.X, model.resp, theta1, model._beta, model._u, u_only=False)
+    beta1 = fit1.beta.copy()
+    model._beta, model._u = beta1, fit1.u
     if model.nAGQ == 0:
-        fit = model.fit_at(theta1, beta1)
-        return GlmerOptim(theta=theta1, beta=beta1, fun=f1(theta1), hessian=None, converged=True,
-                          message="nAGQ = 0: stage 1 only", nfev=model.nfev, max_grad=0.0)
-    # Stage 2: Newton on the deviance over x = (θ, β) ----------------------------
+        return GlmerOptim(theta=theta1, beta=beta1, fun=laplace_deviance(model.resp, fit1), hessian=None,
+                          converged=True, message="nAGQ = 0: stage 1 only", nfev=model.nfev, max_grad=0.0)
+    try:
+        RX = fit1.fac.RX
+        B_beta = 2.0 * RX @ RX.T
+    except np.linalg.LinAlgError:
+        B_beta = np.eye(model.p)
+    # Stage 2 ------------------------------------------------------------------
     f2 = model.deviance_stage2
     x = np.concatenate([theta1, beta1])
+    d = len(x)
     lower = np.concatenate([np.where(is_diag, 0.0, -np.inf), np.full(model.p, -np.inf)])
+    h = 1e-4
     fx = f2(x)
     if not np.isfinite(fx):
         raise PIRLSError("PIRLS failed at the starting values of the second optimisation stage.")
-    converged, H, g = False, None, None
-    message = ""
+    converged, message, H = False, "", None
     with np.errstate(all="ignore"):
-        for _ in range(50):
-            h = np.full(len(x), 1e-4)
-            g, H = _fd_grad_hess(f2, x, h, fx)
-            f2(x)  # restore warm start at x
-            active = (x <= lower + 1e-12) & (g > 0)
-            free = ~active
-            gf, Hf = g[free], H[np.ix_(free, free)]
-            evals, evecs = np.linalg.eigh(Hf)
-            if not np.all(np.isfinite(evals)):
-                message = "non-finite Hessian"
-                break
-            floor = max(1e-8, 1e-8 * float(np.max(np.abs(evals))))
-            evals_mod = np.maximum(np.abs(evals), floor)
-            step_f = -(evecs @ ((evecs.T @ gf) / evals_mod))
-            decrement = float(-gf @ step_f)
-            if decrement < 1e-10:
-                converged = True
-                break
-            step = np.zeros_like(x)
-            step[free] = step_f
-            t, accepted = 1.0, False
-            for _ls in range(40):
-                x_new = np.maximum(x + t * step, lower)
-                f_new = f2(x_new)
-                if np.isfinite(f_new) and f_new < fx:
-                    accepted = True
+        g, hd = _central_gradient(f2, x, h, fx)
+        diag_cache = (g, hd)
+        B = np.zeros((d, d))
+        B[:k, :k] = np.diag(np.where(hd[:k] > 0, hd[:k], 1.0))
+        B[k:, k:] = B_beta
+        for phase in range(4):  # quasi-Newton; then Newton with the finite-difference Hessian
+            for _ in range(200):
+                free = ~((x <= lower + 1e-12) & (g > 0))
+                step = _newton_step(g, B, free)
+                decrement = float(-g @ step)
+                if not np.isfinite(decrement):
+                    message = "non-finite gradient"
                     break
-                t *= 0.5
-            if not accepted:
-                f2(x)
-                converged = decrement < 1e-6
-                message = "line search failed"
-                break
-            x, fx_old, fx = x_new, fx, f_new
-            if fx_old - fx < 1e-12 * (abs(fx) + 1) and np.max(np.abs(t * step)) < 1e-7:
-                g, H = _fd_grad_hess(f2, x, np.full(len(x), 1e-4), fx)
-                f2(x)
+                if decrement < 1e-11:
+                    break
+                t, accepted = 1.0, False
+                for _ls in range(40):
+                    x_new = np.maximum(x + t * step, lower)
+                    f_new = f2(x_new)
+                    if np.isfinite(f_new) and f_new < fx:
+                        accepted = True
+                        break
+                    t *= 0.5
+                if not accepted:
+                    f2(x)  # warm start back at x
+                    break
+                g_new, hd_new = _central_gradient(f2, x_new, h, f_new)
+                diag_cache = (g_new, hd_new)
+                s_, y_ = x_new - x, g_new - g
+                if s_ @ y_ > 1e-12 * np.linalg.norm(s_) * np.linalg.norm(y_):
+                    Bs = B @ s_
+                    B = B - np.outer(Bs, Bs) / (s_ @ Bs) + np.outer(y_, y_) / (s_ @ y_)
+                x, fx, g = x_new, f_new, g_new
+            # the Hessian at this point (for vcov, and to check and polish the optimum)
+            f2(x)
+            g, H = _fd_grad_hess(f2, x, np.full(d, h), fx, diag=diag_cache)
+            f2(x)
+            free = ~((x <= lower + 1e-12) & (g > 0))
+            step = _newton_step(g, H, free)
+            if float(-g @ step) < 1e-9:
                 converged = True
                 break
-    max_grad = float(np.max(np.abs(g[~((x <= lower + 1e-12) & (g > 0))]), initial=0.0)) if g is not None else np.inf
-    if not converged and not message:
-        message = "iteration limit reached"
+            B, diag_cache = H, None
+            g, hd = _central_gradient(f2, x, h, fx)
+            diag_cache = (g, hd)
+        else:
+            message = "the Newton decrement did not fall below 1e-9"
+    max_grad = float(np.max(np.abs(g[~((x <= lower + 1e-12) & (g > 0))]), initial=0.0))
     return GlmerOptim(theta=x[:k].copy(), beta=x[k:].copy(), fun=fx, hessian=H, converged=converged,
                       message=message, nfev=model.nfev, max_grad=max_grad)
 
