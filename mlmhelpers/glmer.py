@@ -501,7 +501,7 @@ def _build(formula: str, data: pd.DataFrame, family, weights, offset, nAGQ):
     frame = mf.frame.copy()
     frame[_RESPONSE_COL] = mf.y
     parsed = ParsedFormula(response=_RESPONSE_COL, fixed=mf.parsed.fixed, random=mf.parsed.random, formula=formula)
-    design = build_design(parsed, frame, require_random=True)
+    design = build_design(parsed, frame, require_random=True, check_nobs=False)
     if design.X.shape[1] >= design.X.shape[0]:
         raise ValueError(f"{design.X.shape[1]} fixed effects for {design.X.shape[0]} observations: "
                          "too few observations.")

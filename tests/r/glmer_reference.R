@@ -30,7 +30,8 @@ summ <- function(m) {
     ## lme4's deviance function at its own optimum, and log|L|^2 at the modes' weights
     ## (lme4 keeps L from the previous PIRLS iteration: see tests/test_glmer.py)
     devfun_at_opt = m@devcomp$cmp[["dev"]],
-    is_singular = isSingular(m)
+    is_singular = isSingular(m),
+    summary_text = capture.output(print(summary(m), signif.stars = TRUE))
   )
 }
 
@@ -56,4 +57,18 @@ out$arrests_slope <- summ(glmer(arrests ~ pov10 + offset(log(pop_tot)) + (1 + po
 arrests$obs <- seq_len(nrow(arrests))
 out$arrests_olre <- summ(glmer(arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps) + (1 | obs),
                                data = arrests, family = poisson))
+## crossed random effects (the benchmark's model shape): subjects x items, binary response
+out$verbagg_crossed <- summ(glmer(r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item), data = VerbAgg,
+                                  family = binomial))
+## proportions with weights: the same fit as cbind()
+out$cbpp_proportion <- summ(glmer(incidence / size ~ period + (1 | herd), weights = size, data = cbpp,
+                                  family = binomial))
+## timings for the benchmark's comparison (one run each, seconds)
+tm <- function(expr) unname(system.time(expr)[["elapsed"]])
+out$timing <- list(
+  cbpp = tm(glmer(f_cbpp, data = cbpp, family = binomial)),
+  arrests_poisson = tm(glmer(arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps), data = arrests,
+                             family = poisson)),
+  verbagg_crossed = tm(glmer(r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item), data = VerbAgg,
+                             family = binomial)))
 cat(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE))
