@@ -141,7 +141,7 @@ def _scalar_term(pred):
 
 def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.ndarray,
           u0: np.ndarray | None = None, *, u_only: bool = True, tol: float = 1e-12, step_tol: float = 1e-9,
-          maxit: int = 200, max_halvings: int = 30) -> PIRLSResult:
+          maxit: int = 200, max_halvings: int = 30, fast: bool = True) -> PIRLSResult:
     """Penalised iteratively reweighted least squares for the conditional modes.
 
     Minimises the penalised deviance ``Σ dev.resids(y, μ) + ‖u‖²`` over u
@@ -161,7 +161,8 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
     problem separates into one scalar equation per level,
     ``u_j = λ Σ_{i∈j} wᵢ zᵢ rᵢ / (1 + λ² Σ_{i∈j} wᵢ zᵢ²)``; this is the bulk
     of a glmer fit's work and avoids the general factorization's overhead
-    (tests check both paths against a dense solve).
+    (``fast=False`` uses the predictor there too; tests check both paths
+    against a dense solve).
 
     Raises
     ------
@@ -171,12 +172,12 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         return _pirls(pred, X, resp, np.asarray(theta, dtype=float), np.asarray(beta, dtype=float).copy(),
-                      u0, u_only, tol, step_tol, maxit, max_halvings)
+                      u0, u_only, tol, step_tol, maxit, max_halvings, fast)
 
 
-def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_halvings) -> PIRLSResult:
+def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_halvings, fast) -> PIRLSResult:
     u = np.zeros(pred.q) if u0 is None else np.asarray(u0, dtype=float).copy()
-    term = _scalar_term(pred) if u_only else None
+    term = _scalar_term(pred) if (u_only and fast) else None
     if term is not None:
         codes, J = term.codes, term.nlevels
         dz = float(pred.Lambdas(theta)[0][0, 0]) * term.Z[:, 0]  # ∂η/∂u_j for row i of level j
