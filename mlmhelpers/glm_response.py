@@ -192,6 +192,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
 
     state = resp.update(eta_of(beta, u))
     pdev = state.dev + float(u @ u)
+    flat = 0
     if not np.isfinite(pdev):
         raise PIRLSError("PIRLS: the penalised deviance is not finite at the starting values "
                          "(η overflowed); the model may be badly specified or the data separated.")
@@ -217,7 +218,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
             u_try = u + step * d_u
             st = resp.update(eta_of(b_try, u_try))
             pd_try = st.dev + float(u_try @ u_try)
-            if np.isfinite(pd_try) and pd_try <= pdev * (1 + 1e-14) + 1e-300:
+            if np.isfinite(pd_try) and pd_try <= pdev + 1e-12 * (abs(pdev) + 1.0):  # rounding noise allowed
                 break
             step *= 0.5
         else:
@@ -235,6 +236,11 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
         # deviance) depends on the modes to first order, so a slowly converging PIRLS
         # (non-canonical links: Fisher scoring) must not stop on a small decrease alone.
         if (change <= tol * (abs(pdev) + 0.1) and moved < step_tol) or moved < 1e-14:
+            break
+        # The deviance no longer changes at all while the modes still drift: a flat direction
+        # (separation, μ at its bounds). Stop; glmer() warns about fitted probabilities of 0 or 1.
+        flat = flat + 1 if change <= 1e-15 * (abs(pdev) + 1.0) else 0
+        if flat >= 3:
             break
     else:
         raise PIRLSError(f"PIRLS did not converge in {maxit} iterations at theta = {np.round(theta, 6).tolist()}.")

@@ -418,7 +418,7 @@ class GlmerResult:
     def _header(self) -> list[str]:
         title = self._method_title()
         if len(title) + 9 + len("glmerMod") > 80:  # lme4's .prt.methTit wraps at the console width
-            lines = textwrap.wrap(title, 78)
+            lines = textwrap.wrap(title, 78, break_on_hyphens=False)
             lines = [lines[0]] + ["  " + ln for ln in lines[1:]]
             lines[-1] += " [glmerMod]"
         else:
