@@ -275,7 +275,7 @@ def poisson(link: str = "log") -> Family:
     >>> from mlmhelpers import poisson
     >>> fam = poisson()
     >>> float(fam.aic(np.array([0.0, 2.0]), np.array([1.0, 2.0]), np.ones(2))).__round__(4)
-    5.0568
+    4.6137
     """
     return _Poisson(link)
 

@@ -588,9 +588,13 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", nAGQ: int = 1, we
     --------
     >>> import mlmhelpers as mh
     >>> d = mh.load_arrests().assign(arrests=lambda d: (d.violent_arrest_per1000 * d.pop_tot / 1000).round())
-    >>> m = mh.glmer("arrests ~ pop_pct_pov + offset(log(pop_tot / 1000)) + (1 | stusps)", d, family="poisson")
-    >>> m.fixef.round(3).tolist()
-    [0.583, 0.04]
+    >>> m = mh.glmer("arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps)", d, family="poisson")
+    >>> m.fixef.round(4).tolist()
+    [-7.0516, 0.0706]
+    >>> round(m.loglik, 1)  # lme4: 'log Lik.' -427546.8 (df=3)
+    -427546.8
+    >>> bool(mh.check_overdispersion(m)["ratio"] > 100)  # far more variation than Poisson allows
+    True
     """
     if not (isinstance(nAGQ, (int, np.integer)) and not isinstance(nAGQ, bool)) or nAGQ < 0:
         raise ValueError(f"nAGQ must be a non-negative whole number, got {nAGQ!r}.")

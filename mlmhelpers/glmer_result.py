@@ -93,6 +93,16 @@ class GlmerResult:
     sum of the squared deviance residuals at the conditional modes. The
     "deviance" column of ``summary()`` (and of ``anova``) is −2 × ``loglik``,
     as in lme4.
+
+    Examples
+    --------
+    >>> import mlmhelpers as mh
+    >>> d = mh.load_arrests().assign(arrests=lambda d: (d.violent_arrest_per1000 * d.pop_tot / 1000).round())
+    >>> m = mh.glmer("arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps)", d, family="poisson")
+    >>> print(str(m.summary()).splitlines()[2])
+     Family: poisson  ( log )
+    >>> round(float(mh.tidy(m, exponentiate=True).estimate[1]), 4)  # rate ratio per % in poverty
+    1.0731
     """
 
     formula: str
