@@ -369,3 +369,28 @@ def test_perfect_separation_warns_instead_of_overflowing():
     kinds = {type(x.message) for x in w}
     assert mh.SeparationWarning in kinds
     assert RuntimeWarning not in kinds
+
+
+def test_coming_from_r_glmer_table_names_exist(fits):
+    """Every ``mh.…`` and ``g.…`` name in book/coming_from_r.md's glmer table exists, with its keywords."""
+    import inspect
+    import re
+
+    text = (Path(__file__).parents[1] / "book" / "coming_from_r.md").read_text(encoding="utf-8")
+    start = text.index(":name: table-glmer")
+    body = text[start:text.index("\n:::", start)]
+    python = [ln[4:] for ln in body.splitlines() if ln.startswith("  - ")][0::2]  # the Python column
+    owners = {"mh": mh, "g": fits["cbpp_laplace"]}
+    checked = 0
+    for cell in python:
+        for span in re.findall(r"`([^`]+)`", cell):
+            for owner, name in re.findall(r"\b(mh|g)\.([A-Za-z_]\w*)", span):
+                if owner == "mh":
+                    assert name in mh.__all__, name
+                assert name in dir(owners[owner]), f"{owner}.{name}"
+                checked += 1
+            for owner, name, args in re.findall(r"\b(mh|g)\.([A-Za-z_]\w*)\(([^()]*)\)", span):
+                params = inspect.signature(getattr(owners[owner], name)).parameters
+                for kw in re.findall(r"\b([A-Za-z_]\w*)=", args):
+                    assert kw in params, f"{owner}.{name}() has no argument {kw!r}"
+    assert checked >= 15
