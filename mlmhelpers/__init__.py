@@ -16,7 +16,7 @@ from .fit import ConvergenceWarning, SingularFitWarning, lmer
 from .glm_response import PIRLSError
 from .glmer import SeparationWarning, glmer
 from .glmer_result import GlmerResult
-from .inference import (check_overdispersion, coef, coef_intervals, confint, fixef, icc, is_singular, ranef,
+from .inference import (check_overdispersion, coef, coef_intervals, confint, fixef, icc, is_singular, ngrps, ranef,
                         se_coef, se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
 from .lm import LmResult, lm
 from .results import LmerResult
@@ -27,7 +27,7 @@ __all__ = [
     "lmer", "lm", "LmerResult", "LmResult", "ConvergenceWarning", "SingularFitWarning",
     "glmer", "GlmerResult", "binomial", "poisson", "Family", "PIRLSError", "SeparationWarning",
     # accessors (lme4 / arm names)
-    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma",
+    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma", "ngrps",
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",
     "check_overdispersion",
     # tables and comparison (broom / stats names)

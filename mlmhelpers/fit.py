@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import pandas as pd
 from .formula import DesignMatrices, ParsedFormula, build_design, parse_formula
 from .optimize import optimize_theta
 from .predictor import LinearPredictor
-from .response import GaussianResponse
+from .response import GaussianResponse, ScaledTheta
 from .results import LmerResult
 
 __all__ = ["lmer", "ConvergenceWarning", "SingularFitWarning"]
@@ -116,9 +117,40 @@ def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: s
     """Build the engine for ``design``, optimise θ, return the result (no warnings)."""
     lp = predictor if predictor is not None else LinearPredictor(design.X, design.terms)
     resp = GaussianResponse(lp, design.y, reml)
-    start = lp.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
-    opt = optimize_theta(resp.objective, resp.objective_and_gradient, theta0=start, is_diag=lp.is_diag,
-                         canonical=lp.canonical, hess_step=1e-5 if resp.exact_gradient else 1e-3)
+    scaled = ScaledTheta(lp)
+    if scaled.is_identity:
+        start = lp.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
+        opt = optimize_theta(resp.objective, resp.objective_and_gradient, theta0=start, is_diag=lp.is_diag,
+                             canonical=lp.canonical, hess_step=1e-5 if resp.exact_gradient else 1e-3)
+    else:
+        # Search in the better-conditioned θ̃ (Λ = T L(θ̃)), report lme4's θ.
+        def f(th):
+            return resp.objective_lambdas(scaled.lambdas(th))
+
+        def fg(th):
+            if not resp.exact_gradient:
+                return _central_gradient(f, th)
+            val, G = resp.objective_and_gradient_matrix(scaled.lambdas(th))
+            tmap = lp.terms[0].tmap
+            return val, (scaled.T[0].T @ G)[tmap.rows, tmap.cols]
+
+        start = lp.theta0 if theta0 is None else scaled.from_theta(np.asarray(theta0, dtype=float))
+        opt = optimize_theta(f, fg, theta0=start, is_diag=lp.is_diag, canonical=lp.canonical,
+                             hess_step=1e-5 if resp.exact_gradient else 1e-3)
+        opt = replace(opt, theta=scaled.to_theta(opt.theta), theta_search=opt.theta)
     sol = resp.pls(opt.theta)
     return LmerResult(parsed=parsed, design=design, predictor=lp, response=resp, sol=sol, opt=opt, REML=reml,
                       data_name=data_name, data=data)
+
+
+def _central_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """``f(θ)`` and its central-difference gradient (relative step 1e-5)."""
+    theta = np.asarray(theta, dtype=float)
+    val = f(theta)
+    g = np.empty(theta.size)
+    for i in range(theta.size):
+        h = 1e-5 * max(1.0, abs(theta[i]))
+        e = np.zeros(theta.size)
+        e[i] = h
+        g[i] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return val, g

@@ -26,6 +26,8 @@ class OptimResult:
     converged: bool
     max_grad: float
     message: str
+    #: θ in the optimiser's own parametrisation when it differs from lme4's (see ScaledTheta).
+    theta_search: np.ndarray | None = None
 
 
 def _convergence_check(fg, theta: np.ndarray, lower: np.ndarray, tol: float = 2e-3,
@@ -178,9 +180,12 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
         if ok and np.any(step):
             # One Newton step with the Hessian of the check: quadratic convergence turns
             # the quasi-Newton answer into one accurate to about machine precision.
+            # Near the optimum the criterion is flat to rounding (θ is determined by function
+            # values only to about √eps), so the step is accepted unless it makes the criterion
+            # worse beyond rounding: the gradient locates the optimum more precisely.
             polished = canonical(theta - step)
             f_new = f(polished)
-            if f_new <= fun:
+            if f_new <= fun + 1e-13 * abs(fun):
                 fun, theta = f_new, np.where(is_diag, np.maximum(polished, 0.0), polished)
         if not ok:
             for method, opts in (("Powell", {"xtol": 1e-10, "ftol": 1e-15, "maxfev": 20000}),

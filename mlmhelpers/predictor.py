@@ -279,12 +279,21 @@ class LinearPredictor:
         the random effects).
         """
         theta = np.asarray(theta, dtype=float)
+        return self.factorize_lambdas(self.Lambdas(theta), sqrtw, theta=theta)
+
+    def factorize_lambdas(self, lams: list[np.ndarray], sqrtw: np.ndarray | None = None, *,
+                          theta: np.ndarray | None = None) -> Factorization:
+        """:meth:`factorize` for given ``k × k`` factors Λ (any square matrices, one per term).
+
+        The model depends on each Λ only through ΛΛᵀ, so the optimiser may
+        search in a better-conditioned parametrisation than lme4's θ.
+        """
         if sqrtw is not None:
             sqrtw = np.asarray(sqrtw, dtype=float)
             if sqrtw.shape != (self.n,):
                 raise ValueError(f"sqrtw must have shape ({self.n},), got {sqrtw.shape}.")
         cp = self._crossproducts(sqrtw)
-        lams = self.Lambdas(theta)
+        theta = np.full(self.n_theta, np.nan) if theta is None else theta
         t1, lam1 = self.terms[0], lams[0]
         J1, k1, p = t1.nlevels, t1.k, self.p
         A1 = np.matmul(np.matmul(lam1.T, cp.S1), lam1)
