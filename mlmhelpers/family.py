@@ -72,13 +72,15 @@ def _cloglog_linkinv(eta):
 
 def _cloglog_mu_eta(eta):
     eta = np.minimum(np.asarray(eta, dtype=float), 700.0)
-    with np.errstate(over="ignore", under="ignore"):
-        return np.maximum(np.exp(eta - np.exp(eta)), _EPS)
+    return np.maximum(np.exp(eta - np.exp(eta)), _EPS)
+
+
+_LOG_MAX = float(np.log(np.finfo(float).max))
 
 
 def _log_linkinv(eta):
-    with np.errstate(over="ignore"):
-        return np.maximum(np.exp(np.asarray(eta, dtype=float)), _EPS)
+    # R: pmax(exp(eta), eps); exp is capped at the largest float instead of overflowing to Inf.
+    return np.maximum(np.exp(np.minimum(np.asarray(eta, dtype=float), _LOG_MAX)), _EPS)
 
 
 LINKS: dict[str, Link] = {
@@ -208,6 +210,10 @@ class _Poisson(Family):
 
     def kernel(self, y, mu):
         return special.xlogy(y, mu) - mu
+
+    def linkinv_and_mu_eta(self, eta):
+        mu = self.link.linkinv(eta)
+        return mu, mu  # log link: dμ/dη = μ
 
     def loglik_terms(self, y, mu, wt):
         # R: -2 * sum(dpois(y, mu, log = TRUE) * wt); a non-integer y gives dpois = 0 there
