@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import warnings
 from dataclasses import dataclass
@@ -47,7 +48,63 @@ class GlmerFrame:
     n_dropped: int
 
 
+_FUNCS = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log1p": np.log1p, "log10": np.log10,
+          "log2": np.log2, "expm1": np.expm1}
+_BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
+
+
+def _arith(expr: str):
+    """The parsed expression if it is plain arithmetic on columns (R's ``^`` is a power), else None."""
+    try:
+        tree = ast.parse(expr.strip().replace("^", "**"), mode="eval")
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in _FUNCS and len(node.args) == 1
+                    and not node.keywords):
+                return None
+        elif isinstance(node, ast.BinOp):
+            if type(node.op) not in _BINOPS:
+                return None
+        elif isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, (ast.USub, ast.UAdd)):
+                return None
+        elif isinstance(node, ast.Constant):
+            if not isinstance(node.value, (int, float)) or isinstance(node.value, bool):
+                return None
+        elif not isinstance(node, (ast.Expression, ast.Name, ast.Load, ast.operator, ast.unaryop)):
+            return None
+    return tree
+
+
+def _arith_names(tree) -> set[str]:
+    funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs}
+
+
+def _arith_eval(node, frame: pd.DataFrame):
+    if isinstance(node, ast.Expression):
+        return _arith_eval(node.body, frame)
+    if isinstance(node, ast.Name):
+        col = frame[node.id]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            raise TypeError(f"column {node.id!r} is not numeric (dtype {col.dtype})")
+        return col.to_numpy(dtype=float)
+    if isinstance(node, ast.Constant):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp):
+        v = _arith_eval(node.operand, frame)
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp):
+        return _BINOPS[type(node.op)](_arith_eval(node.left, frame), _arith_eval(node.right, frame))
+    return _FUNCS[node.func.id](_arith_eval(node.args[0], frame))
+
+
 def _required(expr: str) -> set[str]:
+    tree = _arith(expr)
+    if tree is not None:
+        return _arith_names(tree)
     try:
         return set(Formula(f"I({expr})").required_variables)
     except FormulaicError as exc:
@@ -64,6 +121,14 @@ def _evaluate(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray:
         if not pd.api.types.is_numeric_dtype(col):
             raise TypeError(f"The {what} {expr!r} must be numeric, got dtype {col.dtype}.")
         return col.to_numpy(dtype=float)
+    tree = _arith(expr)
+    if tree is not None:  # plain arithmetic on columns: evaluated directly (formulaic is slow for this)
+        try:
+            with np.errstate(all="ignore"):
+                out = np.broadcast_to(np.asarray(_arith_eval(tree, frame), dtype=float), (len(frame),)).copy()
+            return out
+        except (TypeError, KeyError) as exc:
+            raise TypeError(f"The {what} {expr!r} must be numeric: {exc}.") from None
     try:
         mm = model_matrix(f"0 + I({expr})", frame, na_action="raise")
     except (FormulaicError, Exception) as exc:  # formulaic raises several types
