@@ -139,6 +139,28 @@ def _scalar_term(pred):
     return None
 
 
+def _scalar_joint_solve(X, XtX_rows, dzX, dz, dz2, codes, J, w, z):
+    """The joint weighted PLS solve for one scalar term (``L_θ`` diagonal), β and u.
+
+    With ``aᵢ = (ZΛ)ᵢ``, ``L_j² = 1 + Σ_{i∈j} wᵢaᵢ²``, ``c_j = Σ wᵢaᵢzᵢ`` and
+    ``C_j = Σ wᵢaᵢxᵢ``: β solves ``(XᵀWX − Σ_j C_jC_jᵀ/L_j²) β = XᵀWz − Σ_j C_j c_j/L_j²``
+    and ``u_j = (c_j − C_jᵀβ) / L_j²`` (the Schur complement of the blocked system).
+    """
+    p = X.shape[1]
+    L2 = 1.0 + np.bincount(codes, weights=w * dz2, minlength=J)
+    c = np.bincount(codes, weights=w * dz * z, minlength=J)
+    C = np.empty((J, p))
+    wdzX = dzX * w[:, None]
+    for k in range(p):
+        C[:, k] = np.bincount(codes, weights=wdzX[:, k], minlength=J)
+    XtWX = (w @ XtX_rows).reshape(p, p)
+    Cs = C / np.sqrt(L2)[:, None]
+    schur = XtWX - Cs.T @ Cs
+    rhs = X.T @ (w * z) - C.T @ (c / L2)
+    beta = np.linalg.solve(schur, rhs)
+    return beta, (c - C @ beta) / L2
+
+
 def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.ndarray,
           u0: np.ndarray | None = None, *, u_only: bool = True, tol: float = 1e-12, step_tol: float = 1e-9,
           maxit: int = 200, max_halvings: int = 30, fast: bool = True) -> PIRLSResult:
@@ -160,9 +182,10 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
     single scalar random-effects term, where ``L_θ`` is diagonal and the PLS
     problem separates into one scalar equation per level,
     ``u_j = λ Σ_{i∈j} wᵢ zᵢ rᵢ / (1 + λ² Σ_{i∈j} wᵢ zᵢ²)``; this is the bulk
-    of a glmer fit's work and avoids the general factorization's overhead
-    (``fast=False`` uses the predictor there too; tests check both paths
-    against a dense solve).
+    of a glmer fit's work and avoids the general factorization's overhead.
+    The joint (β, u) solve of a single scalar term is likewise done with
+    per-level sums (:func:`_scalar_joint_solve`). ``fast=False`` uses the
+    predictor in every case; tests check both paths against a dense solve.
 
     Raises
     ------
@@ -177,15 +200,18 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
 
 def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_halvings, fast) -> PIRLSResult:
     u = np.zeros(pred.q) if u0 is None else np.asarray(u0, dtype=float).copy()
-    term = _scalar_term(pred) if (u_only and fast) else None
+    term = _scalar_term(pred) if fast else None
     if term is not None:
         codes, J = term.codes, term.nlevels
         dz = float(pred.Lambdas(theta)[0][0, 0]) * term.Z[:, 0]  # ∂η/∂u_j for row i of level j
         dz2 = dz * dz
         fixed = resp.offset + X @ beta
+        if not u_only:
+            XtX_rows = np.einsum("ni,nj->nij", X, X).reshape(len(X), -1)
+            dzX = dz[:, None] * X
 
         def eta_of(b, uu):
-            return fixed + dz * uu[codes]
+            return (fixed if u_only else resp.offset + X @ b) + dz * uu[codes]
     else:
         def eta_of(b, uu):
             return resp.offset + X @ b + pred.zlambda(theta, uu)
@@ -198,11 +224,13 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
                          "(η overflowed); the model may be badly specified or the data separated.")
     for it in range(1, maxit + 1):
         z = state.eta - resp.offset + state.wres  # working response, offset removed
-        if term is not None:
+        if term is not None and u_only:
             w = state.sqrtw ** 2
             num = np.bincount(codes, weights=w * dz * (z - fixed + resp.offset), minlength=J)
             new_u = num / (1.0 + np.bincount(codes, weights=w * dz2, minlength=J))
             new_beta = beta
+        elif term is not None:
+            new_beta, new_u = _scalar_joint_solve(X, XtX_rows, dzX, dz, dz2, codes, J, state.sqrtw ** 2, z)
         else:
             fac = pred.factorize(theta, state.sqrtw)
             if u_only:

@@ -70,10 +70,10 @@ def test_pirls_engine_equals_dense(case, u_only, cbpp):
     for ca, cb in zip(a.fac.condvar_blocks(), b.fac.condvar_blocks()):
         np.testing.assert_allclose(ca, cb, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(a.fac.RX @ a.fac.RX.T, b.fac.RX @ b.fac.RX.T, rtol=1e-8)
-    if u_only:
-        fast = pirls(pred, design.X, resp, theta, beta, u_only=True)
-        np.testing.assert_allclose(fast.u, a.u, atol=1e-8)
-        assert fast.ldL2 == pytest.approx(a.ldL2, rel=1e-10)
+    fast = pirls(pred, design.X, resp, theta, beta, u_only=u_only)  # the scalar-term path where it applies
+    np.testing.assert_allclose(fast.u, a.u, atol=1e-8)
+    np.testing.assert_allclose(fast.beta, a.beta, atol=1e-8)
+    assert fast.ldL2 == pytest.approx(a.ldL2, rel=1e-10)
 
 
 def test_pirls_minimises_the_penalised_deviance(cbpp):
