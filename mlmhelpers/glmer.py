@@ -341,10 +341,11 @@ class GlmerModel:
     # -- stage 1: θ only; β and u by PIRLS (lme4's nAGQ = 0 deviance)
     def deviance_stage1(self, theta: np.ndarray) -> float:
         self.nfev += 1
+        # a start for stage 2: lme4's PIRLS tolerance; the answer itself when nAGQ = 0
+        tol, step_tol = (1e-12, 1e-9) if self.nAGQ == 0 else (1e-8, 1e-5)
         try:
-            # a start for stage 2 only: lme4's PIRLS tolerance
-            fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._u, u_only=False, tol=1e-8,
-                        step_tol=1e-5)
+            fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._u, u_only=False, tol=tol,
+                        step_tol=step_tol)
         except (PIRLSError, np.linalg.LinAlgError):
             return np.inf
         self._beta, self._u = fit.beta, fit.u
@@ -457,12 +458,12 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
             while upper < 1e3 and f1(np.array([upper])) < f1(np.array([upper / 2])):
                 upper *= 2
             res = optimize.minimize_scalar(lambda t: f1(np.array([t])), bounds=(0.0, upper), method="bounded",
-                                           options={"xatol": 1e-3})
+                                           options={"xatol": 1e-8 if model.nAGQ == 0 else 1e-3})
             theta1 = np.array([float(res.x)])
         else:
             bounds = [(0.0, None) if d else (None, None) for d in is_diag]
             res = optimize.minimize(f1, theta0, method="L-BFGS-B", bounds=bounds,
-                                    options={"ftol": 1e-8, "eps": 1e-5})
+                                    options={"ftol": 1e-12 if model.nAGQ == 0 else 1e-8, "eps": 1e-5})
             theta1 = np.asarray(res.x, dtype=float)
         fit1 = pirls(model.pred, model.X, model.resp, theta1, model._beta, model._u, u_only=False)
     beta1 = fit1.beta.copy()

@@ -418,11 +418,9 @@ class GlmerResult:
 
     # ----------------------------------------------------------- printing
     def _method_title(self) -> str:
-        if self.nAGQ > 1:
+        if self.nAGQ != 1:  # lme4 prints nAGQ = 0 fits under the same title
             return ("Generalized linear mixed model fit by maximum likelihood (Adaptive Gauss-Hermite "
                     f"Quadrature, nAGQ = {self.nAGQ})")
-        if self.nAGQ == 0:
-            return "Generalized linear mixed model fit by maximum likelihood (nAGQ = 0)"
         return "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
 
     def _header(self) -> list[str]:

@@ -140,6 +140,19 @@ def test_conditional_modes_and_variances_agree_with_lme4(fits, case):
     assert m.deviance == pytest.approx(r["deviance"], rel=2e-3)  # lme4's deviance(): Σ deviance residuals
 
 
+def test_nagq0_matches_lme4(cbpp):
+    """lme4's first stage alone. R: glmer(cbind(incidence, size - incidence) ~ period + (1 | herd),
+    data = cbpp, family = binomial, nAGQ = 0): logLik -92.0543465012, fixef -1.3604757276
+    -0.9761732361 -1.1110727836 -1.5596756838, theta 0.6418385553, SEs (from RX) 0.22757902
+    0.30328617 0.32351037 0.42445191."""
+    m = mh.glmer(CBPP, cbpp, nAGQ=0)
+    assert -2 * m.loglik <= 2 * 92.0543465012 * (1 + 1e-6)
+    np.testing.assert_allclose(m.fixef, [-1.3604757276, -0.9761732361, -1.1110727836, -1.5596756838], atol=1e-3)
+    assert m.fit.theta[0] == pytest.approx(0.6418385553, abs=1e-3)
+    np.testing.assert_allclose(m.se_fixef, [0.22757902, 0.30328617, 0.32351037, 0.42445191], rtol=1e-3)
+    assert "Gauss-Hermite Quadrature, nAGQ = 0) [glmerMod]" in str(m.summary())
+
+
 def test_agq_is_closer_to_the_integral_than_laplace(fits):
     # nAGQ = 9 and 25 agree to 1e-7; Laplace differs (it is an approximation)
     d9, d25, d1 = (-2 * fits[k].loglik for k in ("cbpp_agq9", "cbpp_agq25", "cbpp_laplace"))
