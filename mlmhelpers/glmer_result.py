@@ -330,6 +330,46 @@ class GlmerResult:
     def converged(self) -> bool:
         return bool(self.opt.converged)
 
+    # ------------------------------------------- hooks for simulate / bootstrap
+    @property
+    def n_theta(self) -> int:
+        return len(self.fit.theta)
+
+    def _zlambda(self, theta, u) -> np.ndarray:
+        """``Z Λ_θ u`` (as the engine's ``LinearPredictor.zlambda``): for simulating new random effects."""
+        return self.pred.zlambda(np.asarray(theta, dtype=float), np.asarray(u, dtype=float))
+
+    def _refit(self, y=None, *, theta0=None) -> "GlmerResult":
+        """The same model (design, family, prior weights, offset, nAGQ) refitted to a new response.
+
+        ``y`` is on the scale of the fit's response: proportions of the trials
+        (the prior weights) for a binomial fit, counts for a Poisson fit. No
+        warnings are emitted; the result says ``converged`` / ``is_singular``.
+        Used by simulation-based inference (parametric bootstrap).
+        """
+        from .glm_response import GLMResponse
+        from .glmer import GlmerModel, _optimize
+
+        y = self.resp.y if y is None else np.asarray(y, dtype=float)
+        if y.shape != self.resp.y.shape or not np.all(np.isfinite(y)):
+            raise ValueError(f"y must be {self.resp.y.shape[0]} finite values, got shape {y.shape}.")
+        if self.family.family == "binomial":
+            if np.any((y < 0) | (y > 1)) or np.any(np.abs(y * self.resp.pw - np.round(y * self.resp.pw)) > 1e-6):
+                raise ValueError("a binomial response must be proportions of the trials (successes / trials).")
+        elif np.any(y < 0):
+            raise ValueError("a Poisson response must be non-negative counts.")
+        resp = GLMResponse(y, self.family, weights=self.resp.pw, offset=self.resp.offset)
+        t = self.terms[0]
+        model = GlmerModel(self.pred, self.X, resp, self.nAGQ, t.codes if self.nAGQ > 1 else None,
+                           t.nlevels if self.nAGQ > 1 else None)
+        start = self.fit.theta if theta0 is None else np.asarray(theta0, dtype=float)
+        with np.errstate(all="ignore"):
+            opt = _optimize(model, self.fit.beta.copy(), start)
+            fit = model.fit_at(opt.theta, opt.beta)
+        return GlmerResult(formula=self.formula, family=self.family, nAGQ=self.nAGQ, mf=self.mf,
+                           design=self.design, terms=self.terms, pred=self.pred, X=self.X, resp=resp, fit=fit,
+                           opt=opt, data_name=self.data_name)
+
     # ------------------------------------------------ fitted and residuals
     @property
     def fitted(self) -> pd.Series:

@@ -318,6 +318,22 @@ def test_overdispersion_helper(fits):
         mh.check_overdispersion(mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", mh.load_arrests()))
 
 
+def test_refit_hooks_for_simulation(fits):
+    m = fits["cbpp_laplace"]
+    same = m._refit()
+    assert same.loglik == pytest.approx(m.loglik, rel=1e-10)
+    np.testing.assert_allclose(same.fixef, m.fixef, atol=1e-6)
+    # one parametric-bootstrap draw: new random effects, binomial responses with the same trials
+    rng = np.random.default_rng(0)
+    eta = m.resp.offset + m.X @ m.fit.beta + m._zlambda(m.fit.theta, rng.standard_normal(15))
+    trials = m.resp.pw
+    y = rng.binomial(trials.astype(int), 1 / (1 + np.exp(-eta))) / trials
+    boot = m._refit(y)
+    assert boot.converged and boot.n_theta == 1 and boot.nobs == m.nobs
+    with pytest.raises(ValueError, match="proportions of the trials"):
+        m._refit(np.full(m.nobs, 0.123))
+
+
 # ----------------------------------------------------------------------------- errors
 
 
