@@ -478,9 +478,10 @@ class GlmerResult:
         ]
 
     def _fit_criteria(self, decimals: int = 1) -> list[str]:
-        # R prints the named vector with one common column width.
-        vals = [self.aic, self.bic, self.loglik, -2 * self.loglik]
-        cells = [f"{v:.{decimals}f}" for v in vals] + [str(int(self.df_resid))]
+        # lme4's .prt.aictab: round, format() jointly (7 significant digits), df.resid on its own,
+        # printed as a character vector with one common width.
+        vals = np.round([self.aic, self.bic, self.loglik, -2 * self.loglik], decimals)
+        cells = r_format(vals.tolist(), 7) + [str(int(self.df_resid))]
         names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
         w = max(len(c) for c in cells + names)
         return [" ".join(n.rjust(w) for n in names), " ".join(c.rjust(w) for c in cells)]
