@@ -218,7 +218,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
 
     state = resp.update(eta_of(beta, u))
     pdev = state.dev + float(u @ u)
-    flat = 0
+    flat, last_change, final_fac = 0, np.inf, None
     if not np.isfinite(pdev):
         raise PIRLSError("PIRLS: the penalised deviance is not finite at the starting values "
                          "(η overflowed); the model may be badly specified or the data separated.")
@@ -240,6 +240,13 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
                 sol = fac.solve(z)
                 new_beta, new_u = sol.beta, sol.u
         d_beta, d_u = new_beta - beta, new_u - u
+        if term is None and it > 1 and last_change <= tol * (abs(pdev) + 0.1):
+            proposed = max(np.max(np.abs(d_u), initial=0.0), np.max(np.abs(d_beta), initial=0.0))
+            if proposed < 0.1 * step_tol:
+                # Converged before this step: the factorization just made is at the modes'
+                # weights (to 1e-10), so it gives log|L|² without another factorization.
+                final_fac = fac
+                break
         step = 1.0
         for _ in range(max_halvings + 1):
             b_try = beta + step * d_beta if not u_only else beta
@@ -256,7 +263,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
                 f"theta = {np.round(theta, 6).tolist()}. Often a sign of (quasi-)complete separation "
                 "or of a model too complex for the data."
             )
-        change = pdev - pd_try
+        change = last_change = pdev - pd_try
         beta, u, state, pdev = b_try, u_try, st, pd_try
         moved = step * (np.max(np.abs(d_u), initial=0.0) if u_only else
                         max(np.max(np.abs(d_u), initial=0.0), np.max(np.abs(d_beta), initial=0.0)))
@@ -275,7 +282,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
     if term is not None:
         L2 = 1.0 + np.bincount(codes, weights=state.sqrtw ** 2 * dz2, minlength=J)
         return PIRLSResult(pred, theta, beta, u, state, float(np.sum(np.log(L2))), pdev, it)
-    fac = pred.factorize(theta, state.sqrtw)
+    fac = final_fac if final_fac is not None else pred.factorize(theta, state.sqrtw)
     return PIRLSResult(pred, theta, beta, u, state, fac.ldL2, pdev, it, fac=fac)
 
 
