@@ -570,7 +570,7 @@ def _build(formula: str, data: pd.DataFrame, family, weights, offset, nAGQ):
     if design.X.shape[1] >= design.X.shape[0]:
         raise ValueError(f"{design.X.shape[1]} fixed effects for {design.X.shape[0]} observations: "
                          "too few observations.")
-    pred = LinearPredictor(design.X, design.terms)
+    pred = LinearPredictor(design.X, design.terms, qr=design.x_qr)
     resp = GLMResponse(mf.y, fam, weights=mf.weights, offset=mf.offset)
     return fam, mf, design, pred, resp
 
