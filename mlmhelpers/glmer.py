@@ -43,6 +43,8 @@ class GlmerFrame:
     offset: np.ndarray
     offset_terms: list[str]
     offset_given: bool  # offset= was passed as an argument
+    weights_name: str | None  # weights= / offset= as column names, for summary()'s Weights:/Offset: lines
+    offset_name: str | None
     response_kind: str  # "binary", "proportion", "cbind", "count"
     frame: pd.DataFrame  # the complete rows of the model's variables (a copy)
     n_dropped: int
@@ -316,7 +318,9 @@ def model_frame(formula: str, data: pd.DataFrame, family: Family, weights=None, 
         raise ValueError(f"The offset has {int(np.sum(~np.isfinite(off)))} infinite value(s) "
                          "(log of a zero exposure?).")
     return GlmerFrame(parsed=parsed, y=y, weights=pw, offset=off, offset_terms=offset_terms,
-                      offset_given=offset is not None, response_kind=kind, frame=frame, n_dropped=n_dropped)
+                      offset_given=offset is not None, weights_name=weights if isinstance(weights, str) else None,
+                      offset_name=offset if isinstance(offset, str) else None, response_kind=kind, frame=frame,
+                      n_dropped=n_dropped)
 
 
 # --------------------------------------------------------------------------- #

@@ -72,6 +72,33 @@ def format_pvalues(pv: np.ndarray, digits: int = 3) -> list[str]:
     return out
 
 
+def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
+    """R's ``zapsmall(x, digits)``: round to ``digits − log10(max |x|)`` decimals (R rounds that half up)."""
+    mx = float(np.max(np.abs(x)))
+    if not mx > 0:
+        return x
+    return np.round(x, max(0, int(math.floor(digits - math.log10(mx) + 0.5))))
+
+
+def _deparse_lines(label: str, formula: str, cutoff: int = 60) -> list[str]:
+    """The formula as R's ``deparse()`` breaks it (width.cutoff 60): after a ``+`` once a line is full."""
+    from .formula import _split_top_level
+
+    lhs, _, rhs = formula.partition("~")
+    terms = [t.strip() for t in _split_top_level(rhs, "+")] if rhs else []
+    if not terms or not all(terms):
+        return [f"{label} {formula}"]
+    lines, line = [], f"{lhs.strip()} ~ {terms[0]}"
+    for t in terms[1:]:
+        if len(line) + 3 > cutoff:
+            lines.append(line + " +")
+            line = "    " + t
+        else:
+            line += " + " + t
+    lines.append(line)
+    return [f"{label} {lines[0]}"] + lines[1:]
+
+
 def _pad(cells: list[str]) -> list[str]:
     width = max(len(c) for c in cells)
     return [c.rjust(width) for c in cells]
@@ -471,11 +498,13 @@ class GlmerResult:
             lines[-1] += " [glmerMod]"
         else:
             lines = [f"{title} ['glmerMod']"]
-        return lines + [
-            f" Family: {self.family.family}  ( {self.family.link.name} )",
-            f"Formula: {self.formula}",
-            f"   Data: {self.data_name}",
-        ]
+        lines = lines + [f" Family: {self.family.family}  ( {self.family.link.name} )"]
+        lines += _deparse_lines("Formula:", self.formula)
+        lines.append(f"   Data: {self.data_name}")
+        for label, arg in (("Weights:", self.mf.weights_name), (" Offset:", self.mf.offset_name)):
+            if arg is not None:
+                lines.append(f"{label} {arg}")
+        return lines
 
     def _fit_criteria(self, decimals: int = 1) -> list[str]:
         # lme4's .prt.aictab: round, format() jointly (7 significant digits), df.resid on its own,
@@ -548,13 +577,17 @@ class GlmerResult:
         sd = np.sqrt(np.diag(v))
         corr = v / np.outer(sd, sd)
         names = self.x_names
-        rows = [[f"{np.round(corr[i, j], 3):.3f}" for j in range(i)] + [""] * (p - 1 - i) for i in range(1, p)]
+        # R: format(round(corr, 3), nsmall = 3) jointly (one width), printed left-aligned
+        cells = {(i, j): f"{np.round(corr[i, j], 3):.3f}" for i in range(1, p) for j in range(i)}
+        w = max(len(c) for c in cells.values())
+        rows = [[cells[i, j].rjust(w) for j in range(i)] + [""] * (p - 1 - i) for i in range(1, p)]
         header = [abbreviate(n, 6) for n in names[:-1]]
-        return ["Correlation of Fixed Effects:", format_table(rows, header=header, row_names=names[1:])]
+        return ["Correlation of Fixed Effects:", format_table(rows, header=header, row_names=names[1:],
+                                                               align=["l"] * p)]
 
     def _scaled_residual_lines(self) -> list[str]:
-        r = self.residuals("pearson").to_numpy()
-        q = np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0])
+        # lme4's .prt.resids: zapsmall(quantile(r), 5), printed with 4 significant digits
+        q = _zapsmall(np.quantile(self.residuals("pearson").to_numpy(), [0, 0.25, 0.5, 0.75, 1.0]), 5)
         return ["Scaled residuals: ", format_table([_pad(r_format(q, 4))],
                                                    header=["Min", "1Q", "Median", "3Q", "Max"])]
 

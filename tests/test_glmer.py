@@ -9,6 +9,7 @@ out of its nAGQ > 1 log-likelihood (lme4 issue #161); we include it, and compare
 by subtracting it.
 """
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -222,6 +223,25 @@ def test_summary_matches_lme4_layout(fits):
             assert abs(float(x) - float(y)) <= 1.01 * last_digit_unit(y), (x, y)
     keep = [k for k in range(len(ours)) if k != i and not f <= k < f + 4]
     assert [ours[k] for k in keep] == [theirs[k] for k in keep]
+
+
+@pytest.mark.parametrize("case", ["arrests_olre", "arrests_slope", "cbpp_laplace"])
+def test_summary_layout_matches_lme4_outside_the_estimates(fits, case):
+    """Header (formula wrapped as R's deparse), criteria, scaled residuals (zapsmall), random effects
+    and the groups line are lme4's text; the fixed-effects and correlation tables have lme4's shape."""
+    m = copy.copy(fits[case])  # a shallow copy: the shared fit keeps its name
+    m.data_name = "arrests" if case.startswith("arrests") else "cbpp"
+    ours = [ln.rstrip() for ln in str(m.summary()).splitlines()]
+    theirs = [ln.rstrip() for ln in REF[case]["summary_text"]]
+    assert len(ours) == len(theirs)
+    f, c = theirs.index("Fixed effects:"), theirs.index("Correlation of Fixed Effects:")
+    crit = theirs.index("Scaled residuals:") - 2  # the AIC ... line: lme4's optimum is a little worse
+    same = [k for k in range(len(theirs)) if not (f < k < c or k > c or k == crit)]
+    if case == "cbpp_laplace":  # lme4's lag moves the residual quantiles and the variance in the 4th digit
+        same = [k for k in same if k < theirs.index("Scaled residuals:")]
+    assert [ours[k] for k in same] == [theirs[k] for k in same]
+    for k in list(range(f + 1, c)) + list(range(c + 1, len(theirs))):
+        assert ours[k].split()[:1] == theirs[k].split()[:1] and len(ours[k].split()) == len(theirs[k].split())
 
 
 def test_summary_header_for_agq_and_warnings(fits):
