@@ -219,7 +219,7 @@ def model_frame(formula: str, data: pd.DataFrame, family: Family, weights=None, 
             needed |= set(Formula(re.sub(r"(?<![\w.])factor\(", "C(", e)).required_variables)
         except FormulaicError as exc:
             raise ValueError(f"Malformed formula term {e!r}: {exc}") from None
-    needed |= {t.group for t in parsed.random}
+    needed |= {c for t in parsed.random for _, cols in t.factors() for c in cols}  # a/b, a:b, `a b`
     missing = sorted(v for v in needed if v not in data.columns)
     if missing:
         raise ValueError(f"Column(s) {', '.join(map(repr, missing))} used in the formula are not in the data. "

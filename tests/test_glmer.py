@@ -291,6 +291,15 @@ def test_predict(fits, cbpp, counts):
         mp.predict(type="probability")
 
 
+def test_nested_factors_and_their_predictions(counts):
+    d = counts.assign(county=counts.stusps + "-" + counts.fips.astype(str))
+    m = mh.glmer("arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps/county)", d, family="poisson")
+    assert list(m.ngroups.index) == ["county:stusps", "stusps"] and list(m.ranef) == ["county:stusps", "stusps"]
+    np.testing.assert_allclose(m.predict(d.iloc[:40], type="response"), m.fitted.iloc[:40], rtol=1e-10)
+    # a deviance no worse than the model without the county level (nested in it)
+    assert m.loglik >= mh.glmer(POIS, counts, family="poisson").loglik
+
+
 def test_tidy_exponentiate(fits):
     m = fits["cbpp_laplace"]
     t = mh.tidy(m, conf_int=True)
