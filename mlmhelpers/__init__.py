@@ -11,9 +11,13 @@ plots``): every function takes ``ax=None`` and returns the Axes.
 from . import plots  # noqa: F401  (mlmhelpers.plots, the course figures)
 from .book import glue
 from .datasets import load_arrests, load_faculty, simulate_faculty
+from .family import Family, binomial, poisson
 from .fit import ConvergenceWarning, SingularFitWarning, lmer
-from .inference import (coef, coef_intervals, confint, fixef, icc, is_singular, ngrps, ranef, se_coef,
-                        se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
+from .glm_response import PIRLSError
+from .glmer import SeparationWarning, glmer
+from .glmer_result import GlmerResult
+from .inference import (check_overdispersion, coef, coef_intervals, confint, fixef, icc, is_singular, ngrps, ranef,
+                        se_coef, se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
 from .lm import LmResult, lm
 from .results import LmerResult
 from .tidy import aic, anova, bic, glance, shrinkage_table, tidy
@@ -21,9 +25,11 @@ from .tidy import aic, anova, bic, glance, shrinkage_table, tidy
 __all__ = [
     # fitting
     "lmer", "lm", "LmerResult", "LmResult", "ConvergenceWarning", "SingularFitWarning",
+    "glmer", "GlmerResult", "binomial", "poisson", "Family", "PIRLSError", "SeparationWarning",
     # accessors (lme4 / arm names)
     "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma", "ngrps",
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",
+    "check_overdispersion",
     # tables and comparison (broom / stats names)
     "tidy", "glance", "aic", "bic", "anova", "shrinkage_table",
     # book

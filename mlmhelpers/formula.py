@@ -420,6 +420,7 @@ def build_design(
     data: pd.DataFrame,
     *,
     require_random: bool,
+    check_nobs: bool = True,
 ) -> DesignMatrices:
     """Validate ``data`` and build the arrays for ``parsed``.
 
@@ -507,7 +508,7 @@ def build_design(
     if not parsed.random:
         return DesignMatrices(y=y, X=X, x_names=x_names, terms=[], n_dropped=n_dropped,
                               row_index=frame.index, x_spec=xm.model_spec, dropped_columns=dropped, x_qr=x_qr)
-    terms = _random_terms(parsed, frame, len(y))
+    terms = _random_terms(parsed, frame, len(y), check_nobs=check_nobs)
     return DesignMatrices(y=y, X=X, x_names=x_names, terms=terms, n_dropped=n_dropped,
                           row_index=frame.index, x_spec=xm.model_spec, dropped_columns=dropped, x_qr=x_qr)
 
@@ -537,8 +538,15 @@ def _factor_codes(frame: pd.DataFrame, cols: tuple[str, ...], name: str) -> tupl
     return codes.astype(np.intp), pd.Index(labels, name=name)
 
 
-def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int) -> list[RandomEffectsTerm]:
-    """One RandomEffectsTerm per grouping factor, with lme4's checks and lme4's order."""
+def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int, *,
+                  check_nobs: bool = True) -> list[RandomEffectsTerm]:
+    """One RandomEffectsTerm per grouping factor, with lme4's checks and lme4's order.
+
+    ``check_nobs=False`` skips the two checks of levels and random effects
+    against the number of observations, as ``glmer`` does (lme4's
+    ``glmerControl`` ignores them: an observation-level random effect is a
+    legitimate GLMM term).
+    """
     factors: dict[str, tuple[np.ndarray, pd.Index, tuple[str, ...]]] = {}
     bars = []  # (factor name, expression, correlated, Z, names, spec) per bar after a/b expansion
     for term in parsed.random:
@@ -562,14 +570,14 @@ def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int) -> list[Ra
         raise ValueError("grouping factors must have > 1 sampled level (problems: " + ", ".join(
             f"{nm!r} has a single level ({factors[nm][1][0]!r})" for nm in one)
             + "): a random effect needs at least two groups.")
-    many = [nm for nm, (_, lv, _) in factors.items() if len(lv) >= n]
+    many = [nm for nm, (_, lv, _) in factors.items() if len(lv) >= n] if check_nobs else []
     if many:
         raise ValueError("number of levels of each grouping factor must be < number of observations "
                          f"(problems: {', '.join(f'{m} has {len(factors[m][1])} levels for {n} observations' for m in many)})")
     for name, _, correlated, Zt, _, _, label in bars:
         # lme4 splits (x || g) into one term per column before this check.
         nre = len(factors[name][1]) * (Zt.shape[1] if correlated else 1)
-        if nre >= n:
+        if check_nobs and nre >= n:
             raise ValueError(
                 f"number of observations (={n}) <= number of random effects (={nre}) for term ({label}); "
                 "the random-effects parameters and the residual variance (or scale parameter) are "

@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .glmer_result import GlmerResult
 from .lm import LmResult
 from .results import LmerResult
 
 __all__ = [
     "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma", "ngrps",
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",
+    "check_overdispersion",
 ]
 
 
@@ -27,9 +29,15 @@ def _need_lmer(model, fname: str) -> LmerResult:
     return model
 
 
+def _need_mixed(model, fname: str) -> LmerResult | GlmerResult:
+    if not isinstance(model, (LmerResult, GlmerResult)):
+        raise TypeError(f"{fname}() needs a model fitted by lmer() or glmer(), got {type(model).__name__}.")
+    return model
+
+
 def _need_model(model, fname: str):
-    if not isinstance(model, (LmerResult, LmResult)):
-        raise TypeError(f"{fname}() needs a model fitted by lmer() or lm(), got {type(model).__name__}.")
+    if not isinstance(model, (LmerResult, GlmerResult, LmResult)):
+        raise TypeError(f"{fname}() needs a model fitted by lmer(), glmer() or lm(), got {type(model).__name__}.")
     return model
 
 
@@ -43,7 +51,7 @@ def fixef(model: LmerResult) -> pd.Series:
     >>> fixef(m).round(4).to_dict()
     {'(Intercept)': 1.8611, 'pop_pct_pov': 0.1334}
     """
-    return _need_lmer(model, "fixef").fixef
+    return _need_mixed(model, "fixef").fixef
 
 
 def _one_factor(model: LmerResult, tables, group: str | None, fname: str):
@@ -81,7 +89,7 @@ def ranef(model: LmerResult, group: str | None = None) -> pd.DataFrame | dict[st
     >>> ranef(m, "stusps").shape
     (51, 1)
     """
-    m = _need_lmer(model, "ranef")
+    m = _need_mixed(model, "ranef")
     return _one_factor(m, m.ranef, group, "ranef")
 
 
@@ -107,7 +115,7 @@ def vcov(model) -> pd.DataFrame:
 
 def se_fixef(model: LmerResult) -> pd.Series:
     """Standard errors of the fixed effects (R: ``arm::se.fixef(m)``)."""
-    return _need_lmer(model, "se_fixef").se_fixef
+    return _need_mixed(model, "se_fixef").se_fixef
 
 
 def se_ranef(model: LmerResult, group: str | None = None) -> pd.DataFrame | dict[str, pd.DataFrame]:
@@ -122,7 +130,7 @@ def se_ranef(model: LmerResult, group: str | None = None) -> pd.DataFrame | dict
     >>> se_ranef(m).shape
     (5, 1)
     """
-    m = _need_lmer(model, "se_ranef")
+    m = _need_mixed(model, "se_ranef")
     return _one_factor(m, m.se_ranef, group, "se_ranef")
 
 
@@ -135,7 +143,7 @@ def ngrps(model: LmerResult) -> pd.Series:
     >>> ngrps(lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", load_arrests())).to_dict()
     {'stusps': 51}
     """
-    return _need_lmer(model, "ngrps").ngroups
+    return _need_mixed(model, "ngrps").ngroups
 
 
 def se_coef(model: LmResult) -> pd.Series:
@@ -147,7 +155,7 @@ def se_coef(model: LmResult) -> pd.Series:
 
 def varcorr(model: LmerResult) -> pd.DataFrame:
     """Variance components (R: ``as.data.frame(lme4::VarCorr(m))``)."""
-    return _need_lmer(model, "varcorr").varcorr
+    return _need_mixed(model, "varcorr").varcorr
 
 
 def sigma(model) -> float:
@@ -157,7 +165,7 @@ def sigma(model) -> float:
 
 def is_singular(model: LmerResult) -> bool:
     """Whether the fit is singular (R: ``lme4::isSingular(m)``)."""
-    return _need_lmer(model, "is_singular").is_singular
+    return _need_mixed(model, "is_singular").is_singular
 
 
 def confint(model, level: float = 0.95) -> pd.DataFrame:
@@ -407,3 +415,52 @@ def predict_interval(
     alpha = (1 - level) / 2
     lower, upper = np.quantile(draws, [alpha, 1 - alpha], axis=0)
     return pd.DataFrame({"fit": fit.to_numpy(), "lower": lower, "upper": upper}, index=newdata.index)
+
+
+def check_overdispersion(model: GlmerResult) -> pd.Series:
+    """Pearson χ² overdispersion check of a Poisson (or binomial) glmer fit.
+
+    The sum of squared Pearson residuals (at the conditional modes) divided
+    by the residual degrees of freedom, ``nobs − npar``, should be near 1
+    when the model's variance function holds; a ratio well above 1 means
+    more variation than the family allows (overdispersion), and the standard
+    errors are then too small. The p-value is the upper tail of the χ²
+    distribution with the residual degrees of freedom (an approximation).
+
+    A common remedy for Poisson data is an observation-level random effect,
+    ``... + (1 | obs)`` with ``obs`` a row number: it adds a lognormal
+    multiplicative error per observation (Harrison 2014, *PeerJ* 2:e616).
+
+    Parameters
+    ----------
+    model : GlmerResult
+
+    Returns
+    -------
+    Series
+        ``chisq``, ``ratio``, ``rdf`` and ``p_value``.
+
+    Notes
+    -----
+    R equivalent: ``performance::check_overdispersion(m)`` for a glmer fit,
+    or the ``overdisp_fun`` of the GLMM FAQ (Bolker):
+    ``sum(residuals(m, "pearson")^2) / df.residual(m)``.
+
+    Examples
+    --------
+    >>> import mlmhelpers as mh
+    >>> d = mh.load_arrests().assign(arrests=lambda d: (d.violent_arrest_per1000 * d.pop_tot / 1000).round())
+    >>> m = mh.glmer("arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps)", d, family="poisson")
+    >>> round(float(mh.check_overdispersion(m)["ratio"]), 1)  # far more variation than Poisson allows
+    228.1
+    >>> olre = mh.glmer("arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps) + (1 | obs)",
+    ...                 d.assign(obs=range(len(d))), family="poisson")
+    >>> round(float(mh.check_overdispersion(olre)["ratio"]), 2)  # absorbed by (1 | obs)
+    0.07
+    """
+    if not isinstance(model, GlmerResult):
+        raise TypeError(f"check_overdispersion() needs a model fitted by glmer(), got {type(model).__name__}.")
+    chisq = float(np.sum(model.residuals("pearson").to_numpy() ** 2))
+    rdf = model.df_resid
+    return pd.Series({"chisq": chisq, "ratio": chisq / rdf, "rdf": float(rdf), "p_value": float(stats.chi2.sf(chisq, rdf))},
+                     name="overdispersion")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .glmer_result import GlmerResult
 from .lm import LmResult
 from .results import LmerResult
 
@@ -17,12 +18,12 @@ _LMER_EFFECTS = ("fixed", "ran_pars", "ran_vals", "ran_coefs")
 
 
 def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = False,
-         conf_level: float = 0.95) -> pd.DataFrame:
+         conf_level: float = 0.95, exponentiate: bool = False) -> pd.DataFrame:
     """A tidy table of a model's estimates, as ``broom::tidy`` / ``broom.mixed::tidy``.
 
     Parameters
     ----------
-    model : LmResult or LmerResult
+    model : LmResult, LmerResult or GlmerResult
     effects : str or list of str, optional
         For ``lmer`` fits, any of ``"fixed"``, ``"ran_pars"`` (standard
         deviations and correlations of the random effects, and the residual
@@ -34,6 +35,11 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
         Add Wald intervals ``conf_low``/``conf_high`` (t-based for ``lm``,
         normal for ``lmer`` fixed effects and ``ran_vals``).
     conf_level : float, default 0.95
+    exponentiate : bool, default False
+        For ``glmer`` fits with a logit or log link: report the fixed effects
+        as odds ratios or rate ratios, ``exp(β)``, with ``std_error``
+        ``exp(β) · SE`` (delta method) and the interval limits exponentiated;
+        ``statistic`` and ``p_value`` stay those of β.
 
     Returns
     -------
@@ -41,7 +47,9 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
         For ``lm``: ``term, estimate, std_error, statistic, p_value``. For
         ``lmer``: ``effect, group, term, estimate, std_error, statistic``
         (plus ``level`` for ``ran_vals``/``ran_coefs``). Like lme4 itself,
-        no p-values are given for mixed models.
+        no p-values are given for linear mixed models; ``glmer`` fits add
+        the Wald ``p_value`` of ``summary()`` for the fixed effects (as
+        broom.mixed).
 
     Notes
     -----
@@ -71,8 +79,12 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
             out["conf_low"] = out.estimate - crit * out.std_error
             out["conf_high"] = out.estimate + crit * out.std_error
         return out
+    if isinstance(model, GlmerResult):
+        return _tidy_glmer(model, effects, conf_int, conf_level, exponentiate)
+    if exponentiate:
+        raise ValueError("exponentiate=True is for glmer fits with a logit or log link (odds or rate ratios).")
     if not isinstance(model, LmerResult):
-        raise TypeError(f"tidy() needs a model fitted by lm() or lmer(), got {type(model).__name__}.")
+        raise TypeError(f"tidy() needs a model fitted by lm(), lmer() or glmer(), got {type(model).__name__}.")
     if effects is None:
         effects = ["fixed", "ran_pars"]
     elif isinstance(effects, str):
@@ -136,13 +148,79 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
     return out[[c for c in cols if c in out.columns]]
 
 
+def _effects_list(effects) -> list[str]:
+    if effects is None:
+        effects = ["fixed", "ran_pars"]
+    elif isinstance(effects, str):
+        effects = [effects]
+    effects = list(effects)
+    bad = [e for e in effects if e not in _LMER_EFFECTS]
+    if bad:
+        raise ValueError(f"Unknown effects {bad}; choose from {list(_LMER_EFFECTS)}.")
+    return effects
+
+
+def _tidy_glmer(model: GlmerResult, effects, conf_int: bool, conf_level: float, exponentiate: bool) -> pd.DataFrame:
+    effects = _effects_list(effects)
+    link = model.family.link.name
+    if exponentiate and link not in ("logit", "log"):
+        raise ValueError(f"exponentiate=True gives odds ratios (logit link) or rate ratios (log link); "
+                         f"exp(beta) has no such meaning with the {link} link.")
+    crit = stats.norm.ppf(0.5 + conf_level / 2)
+    parts = []
+    for eff in effects:
+        if eff == "fixed":
+            fe, se = model.fixef.to_numpy(), model.se_fixef.to_numpy()
+            part = pd.DataFrame({"effect": "fixed", "group": None, "term": model.x_names, "estimate": fe,
+                                 "std_error": se, "statistic": fe / se, "p_value": model.pvalues.to_numpy()})
+            if conf_int:
+                part["conf_low"], part["conf_high"] = fe - crit * se, fe + crit * se
+            if exponentiate:
+                part["estimate"] = np.exp(fe)
+                part["std_error"] = np.exp(fe) * se
+                if conf_int:
+                    part["conf_low"], part["conf_high"] = np.exp(part.conf_low), np.exp(part.conf_high)
+        elif eff == "ran_pars":
+            rows = [(r.grp, f"sd__{r.var1}" if pd.isna(r.var2) else f"cor__{r.var1}.{r.var2}", r.sdcor)
+                    for _, r in model.varcorr.iterrows()]
+            part = pd.DataFrame(rows, columns=["group", "term", "estimate"])
+            part.insert(0, "effect", "ran_pars")
+        else:
+            tables = model._per_term(model.b) if eff == "ran_vals" else model.coef
+            if not isinstance(tables, dict):
+                tables = {model.terms[0].name: tables}
+            ses = model.se_ranef if eff == "ran_vals" else None
+            if ses is not None and not isinstance(ses, dict):
+                ses = {model.terms[0].name: ses}
+            longs = []
+            for g, tab in tables.items():
+                long = tab.stack().rename("estimate").reset_index()
+                long.columns = ["level", "term", "estimate"]
+                if ses is not None:
+                    long["std_error"] = ses[g].stack().to_numpy()
+                    if conf_int:
+                        long["conf_low"] = long.estimate - crit * long.std_error
+                        long["conf_high"] = long.estimate + crit * long.std_error
+                long.insert(0, "group", g)
+                longs.append(long)
+            part = pd.concat(longs, ignore_index=True)
+            part.insert(0, "effect", eff)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    cols = ["effect", "group", "level", "term", "estimate", "std_error", "statistic", "p_value", "conf_low",
+            "conf_high"]
+    return out[[c for c in cols if c in out.columns]]
+
+
 def glance(model) -> pd.DataFrame:
     """One-row model summary, as ``broom::glance``: nobs, sigma, logLik, AIC, BIC, df.residual."""
-    if not isinstance(model, (LmResult, LmerResult)):
-        raise TypeError(f"glance() needs a model fitted by lm() or lmer(), got {type(model).__name__}.")
+    if not isinstance(model, (LmResult, LmerResult, GlmerResult)):
+        raise TypeError(f"glance() needs a model fitted by lm(), lmer() or glmer(), got {type(model).__name__}.")
     row = {"nobs": model.nobs, "sigma": model.sigma, "loglik": model.loglik, "aic": model.aic,
            "bic": model.bic, "df_residual": model.df_resid}
-    if isinstance(model, LmerResult):
+    if isinstance(model, GlmerResult):
+        row["deviance"] = model.deviance  # broom.mixed: deviance(m), the conditional deviance
+    elif isinstance(model, LmerResult):
         row["reml_criterion" if model.REML else "deviance"] = model.opt.fun
     else:
         row["r_squared"] = model.r_squared
@@ -157,8 +235,19 @@ def _named_models(models: tuple, named: dict) -> dict:
     if not out:
         raise ValueError("Give at least one model.")
     for name, m in out.items():
-        if not isinstance(m, (LmResult, LmerResult)):
-            raise TypeError(f"{name} is not a model fitted by lm() or lmer() ({type(m).__name__}).")
+        if not isinstance(m, (LmResult, LmerResult, GlmerResult)):
+            raise TypeError(f"{name} is not a model fitted by lm(), lmer() or glmer() ({type(m).__name__}).")
+    kinds = {isinstance(m, GlmerResult) for m in out.values()}
+    if len(kinds) > 1:
+        raise ValueError("glmer fits cannot be compared with lm or lmer fits: their likelihoods are for "
+                         "different response distributions.")
+    if True in kinds and len(out) > 1:
+        first = next(iter(out.values()))
+        for name, m in out.items():
+            if m.family != first.family or m.nobs != first.nobs or not (
+                    np.array_equal(m.resp.y, first.resp.y) and np.array_equal(m.resp.pw, first.resp.pw)):
+                raise ValueError(f"{name} was not fitted to the same response and family as the first model; "
+                                 "likelihoods are comparable only for the same data.")
     nobs = {m.nobs for m in out.values()}
     if len(out) > 1 and len(nobs) > 1:
         raise ValueError(f"Models were fitted to different numbers of observations ({sorted(nobs)}); "
@@ -203,6 +292,8 @@ def anova(*models, refit: bool = True, **named) -> pd.DataFrame:
     Models are ordered by their number of parameters. As in lme4, REML fits
     are refitted by maximum likelihood first (``refit=True``), because REML
     criteria of models with different fixed effects are not comparable.
+    ``glmer`` fits (always maximum likelihood) are compared as they are; they
+    must share the response and family.
 
     Returns
     -------

@@ -27,7 +27,7 @@ def test_functions_mirror_attributes(m_ri):
 
 def test_wrong_model_type_is_named(arrests):
     pooled = mh.lm("violent_arrest_per1000 ~ pop_pct_pov", arrests)
-    with pytest.raises(TypeError, match="fixef\\(\\) needs a model fitted by lmer\\(\\), got LmResult"):
+    with pytest.raises(TypeError, match="fixef\\(\\) needs a model fitted by lmer\\(\\) or glmer\\(\\), got LmResult"):
         mh.fixef(pooled)
     with pytest.raises(TypeError, match="se_coef"):
         mh.se_coef(mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", arrests))
