@@ -321,6 +321,71 @@ class LmerResult:
         Z = new_random_matrix(d, newdata)
         return pd.Series(self._linear_predictor(X, Z, codes), index=newdata.index, name="prediction")
 
+    # ------------------------------------- internal contract (CONTRACT.md, section 2)
+    # Today's one-factor implementation; the engine rewrite (branch `engine`) replaces it.
+    @property
+    def n_theta(self) -> int:
+        """Number of covariance parameters θ."""
+        return self.tmap.size
+
+    @property
+    def converged(self) -> bool:
+        """Whether the optimum passed lme4's gradient check."""
+        return bool(self.opt.converged)
+
+    def _pls_at(self, theta) -> PLSSolution:
+        """The penalised least-squares solution at another θ (same data)."""
+        from .engine import pls
+
+        return pls(np.asarray(theta, dtype=float), self._stats, self.tmap)
+
+    def _zlambda(self, theta, u) -> np.ndarray:
+        """``Z Λ_θ u`` for ``u`` of shape (q,) or (q, k), q = groups × terms, group-major."""
+        d = self.design
+        J, qq = len(d.levels), d.Z.shape[1]
+        u = np.asarray(u, dtype=float)
+        k = None if u.ndim == 1 else u.shape[1]
+        U = u.reshape(J, qq, -1)  # (J, qq, k)
+        B = np.einsum("rc,jck->jrk", self.tmap.Lambda(np.asarray(theta, dtype=float)), U)
+        out = np.einsum("nr,nrk->nk", d.Z, B[d.groups])
+        return out[:, 0] if k is None else out
+
+    def _refit(self, y=None, X=None, *, REML=None, theta0=None) -> "LmerResult":
+        """Refit to a new response and/or fixed-effects matrix with the same random-effects design.
+
+        Cross-products that do not involve ``y`` are reused when ``X`` is
+        unchanged. No warnings; the result's ``converged`` and
+        ``is_singular`` say how the fit went.
+        """
+        from dataclasses import replace
+
+        from .engine import SufficientStats, optimize_theta, pls, sufficient_stats
+
+        d = self.design
+        reml = self.REML if REML is None else bool(REML)
+        y = d.y if y is None else np.asarray(y, dtype=float)
+        if y.shape != d.y.shape:
+            raise ValueError(f"y must have {d.y.shape[0]} values, got shape {y.shape}.")
+        if X is None:
+            X, names, old = d.X, d.x_names, self._stats
+            J = old.ZtZ.shape[0]
+            Zty = np.stack([np.bincount(d.groups, weights=d.Z[:, a] * y, minlength=J)
+                            for a in range(d.Z.shape[1])], axis=1)
+            stats = SufficientStats(ZtZ=old.ZtZ, ZtX=old.ZtX, Zty=Zty, XtX=old.XtX, Xty=X.T @ y,
+                                    yty=float(y @ y), n=old.n)
+        else:
+            X = np.asarray(X, dtype=float)
+            if X.ndim != 2 or X.shape[0] != d.y.shape[0]:
+                raise ValueError(f"X must have {d.y.shape[0]} rows, got shape {X.shape}.")
+            names = d.x_names if X.shape[1] == len(d.x_names) else [f"X{i + 1}" for i in range(X.shape[1])]
+            stats = sufficient_stats(y, X, d.Z, d.groups, len(d.levels))
+        start = self.sol.theta if theta0 is None else np.asarray(theta0, dtype=float)
+        opt = optimize_theta(stats, self.tmap, reml=reml, theta0=start)
+        sol = pls(opt.theta, stats, self.tmap)
+        out = replace(self, design=replace(d, y=y, X=X, x_names=list(names)), sol=sol, opt=opt, REML=reml)
+        out._stats_cache = stats
+        return out
+
     # ----------------------------------------------------------- printing
     @property
     def _stats(self):
