@@ -15,6 +15,7 @@ from .fit import ConvergenceWarning, SingularFitWarning, lmer
 from .inference import (coef, coef_intervals, confint, fixef, icc, is_singular, ranef, se_coef,
                         se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
 from .lm import LmResult, lm
+from .lmertest import contest
 from .results import LmerResult
 from .tidy import aic, anova, bic, glance, shrinkage_table, tidy
 
@@ -26,6 +27,8 @@ __all__ = [
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",
     # tables and comparison (broom / stats names)
     "tidy", "glance", "aic", "bic", "anova", "shrinkage_table",
+    # inference (lmerTest / lme4 / pbkrtest names)
+    "contest",
     # book
     "glue",
     # data

@@ -17,7 +17,7 @@ _LMER_EFFECTS = ("fixed", "ran_pars", "ran_vals", "ran_coefs")
 
 
 def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = False,
-         conf_level: float = 0.95) -> pd.DataFrame:
+         conf_level: float = 0.95, ddf: str | None = None) -> pd.DataFrame:
     """A tidy table of a model's estimates, as ``broom::tidy`` / ``broom.mixed::tidy``.
 
     Parameters
@@ -33,6 +33,12 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
         Add Wald intervals ``conf_low``/``conf_high`` (t-based for ``lm``,
         normal for ``lmer`` fixed effects and ``ran_vals``).
     conf_level : float, default 0.95
+    ddf : {"Satterthwaite", "Kenward-Roger"}, optional
+        For ``lmer`` fits: add ``df`` and ``p_value`` to the fixed effects,
+        as lmerTest (``broom.mixed::tidy`` of an ``lmerModLmerTest`` fit).
+        Kenward–Roger also replaces ``std_error`` by the adjusted one; with
+        ``conf_int`` the fixed-effect intervals then use the t distribution
+        with these df. See :func:`mlmhelpers.contest`.
 
     Returns
     -------
@@ -40,7 +46,7 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
         For ``lm``: ``term, estimate, std_error, statistic, p_value``. For
         ``lmer``: ``effect, group, term, estimate, std_error, statistic``
         (plus ``level`` for ``ran_vals``/``ran_coefs``). Like lme4 itself,
-        no p-values are given for mixed models.
+        no p-values are given for mixed models unless ``ddf`` is set.
 
     Notes
     -----
@@ -86,12 +92,21 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
     for eff in effects:
         if eff == "fixed":
             fe, se = model.fixef, model.se_fixef
+            if ddf is not None:
+                from .lmertest import coef_table
+
+                ct = coef_table(model, ddf)
+                se = ct["Std. Error"]
             part = pd.DataFrame({"effect": "fixed", "group": None, "term": fe.index,
                                  "estimate": fe.to_numpy(), "std_error": se.to_numpy(),
                                  "statistic": (fe / se).to_numpy()})
+            if ddf is not None:
+                part["df"] = ct["df"].to_numpy()
+                part["p_value"] = ct["Pr(>|t|)"].to_numpy()
             if conf_int:
-                part["conf_low"] = part.estimate - crit * part.std_error
-                part["conf_high"] = part.estimate + crit * part.std_error
+                c = crit if ddf is None else stats.t.ppf(0.5 + conf_level / 2, part["df"].to_numpy())
+                part["conf_low"] = part.estimate - c * part.std_error
+                part["conf_high"] = part.estimate + c * part.std_error
         elif eff == "ran_pars":
             rows = []
             for _, r in model.varcorr.iterrows():
@@ -122,7 +137,8 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
             part = long
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
-    cols = ["effect", "group", "level", "term", "estimate", "std_error", "statistic", "conf_low", "conf_high"]
+    cols = ["effect", "group", "level", "term", "estimate", "std_error", "statistic", "df", "p_value",
+            "conf_low", "conf_high"]
     return out[[c for c in cols if c in out.columns]]
 
 
@@ -187,20 +203,38 @@ def aic(*models, **named) -> float | pd.DataFrame:
     return _ic_table(models, named, "aic")
 
 
-def anova(*models, refit: bool = True, **named) -> pd.DataFrame:
-    """Likelihood-ratio tests of nested mixed models, as lme4's ``anova(m0, m1)``.
+def anova(*models, refit: bool = True, ddf: str = "Satterthwaite", **named) -> pd.DataFrame:
+    """Likelihood-ratio tests of nested mixed models (lme4's ``anova(m0, m1)``), or lmerTest's F table of one.
 
-    Models are ordered by their number of parameters. As in lme4, REML fits
-    are refitted by maximum likelihood first (``refit=True``), because REML
-    criteria of models with different fixed effects are not comparable.
+    With several models: models are ordered by their number of parameters.
+    As in lme4, REML fits are refitted by maximum likelihood first
+    (``refit=True``), because REML criteria of models with different fixed
+    effects are not comparable.
+
+    With one ``lmer`` model: lmerTest's type III table, one F test per
+    fixed-effect term with ``ddf`` ("Satterthwaite" or "Kenward-Roger")
+    denominator df (see :func:`mlmhelpers.lmertest.anova_type3`).
 
     Returns
     -------
     DataFrame
-        ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``.
+        Several models: ``npar, AIC, BIC, logLik, deviance, Chisq, Df,
+        Pr(>Chisq)``. One model: ``Sum Sq, Mean Sq, NumDF, DenDF, F value,
+        Pr(>F)``, indexed by term.
+
+    Notes
+    -----
+    R equivalents: ``anova(m0, m1)`` (lme4) and ``anova(m, ddf = "Satterthwaite")``
+    (lmerTest, type III).
     """
     from .fit import lmer
 
+    if len(models) + len(named) == 1:
+        only = (list(models) + list(named.values()))[0]
+        if isinstance(only, LmerResult):
+            from .lmertest import anova_type3
+
+            return anova_type3(only, ddf=ddf)
     ms = _named_models(models, named)
     if len(ms) < 2:
         raise ValueError("anova() compares at least two models.")
