@@ -10,12 +10,14 @@ plots``): every function takes ``ax=None`` and returns the Axes.
 
 from . import plots  # noqa: F401  (mlmhelpers.plots, the course figures)
 from .book import glue
+from .bootstrap import bootstrap, pb_test, simulate
 from .datasets import load_arrests, load_faculty, simulate_faculty
 from .fit import ConvergenceWarning, SingularFitWarning, lmer
 from .inference import (coef, coef_intervals, confint, fixef, icc, is_singular, ranef, se_coef,
                         se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
 from .lm import LmResult, lm
 from .lmertest import contest
+from .profile import profile
 from .results import LmerResult
 from .tidy import aic, anova, bic, glance, shrinkage_table, tidy
 
@@ -28,7 +30,7 @@ __all__ = [
     # tables and comparison (broom / stats names)
     "tidy", "glance", "aic", "bic", "anova", "shrinkage_table",
     # inference (lmerTest / lme4 / pbkrtest names)
-    "contest",
+    "contest", "profile", "simulate", "bootstrap", "pb_test",
     # book
     "glue",
     # data

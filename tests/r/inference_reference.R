@@ -89,6 +89,7 @@ cat("-- contest(m_band_t, L) Satterthwaite, not joint, confint\n"); print(contes
 options(digits = 7); print(anova(m_band_t)); options(digits = 10)
 m_slope_lme4_t <- lme4::lmer(violent_arrest_per1000 ~ pop_pct_pov + (1 + pop_pct_pov | stusps), d, control = tight)
 cat("\n===== TIGHT arrests slope profile\n"); print(confint(m_slope_lme4_t), digits = 12)
+cat("-- level 0.9\n"); print(confint(m_slope_lme4_t, level = 0.9), digits = 12)
 m_ri_lme4_t <- lme4::lmer(violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps), d, control = tight)
 cat("\n===== TIGHT arrests ri profile\n"); print(confint(m_ri_lme4_t), digits = 12)
 
