@@ -13,7 +13,7 @@ from .book import glue
 from .bootstrap import bootstrap, pb_test, simulate
 from .datasets import load_arrests, load_faculty, simulate_faculty
 from .fit import ConvergenceWarning, SingularFitWarning, lmer
-from .inference import (coef, coef_intervals, confint, fixef, icc, is_singular, ranef, se_coef,
+from .inference import (coef, coef_intervals, confint, fixef, icc, is_singular, ngrps, ranef, se_coef,
                         se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
 from .lm import LmResult, lm
 from .lmertest import contest
@@ -25,7 +25,7 @@ __all__ = [
     # fitting
     "lmer", "lm", "LmerResult", "LmResult", "ConvergenceWarning", "SingularFitWarning",
     # accessors (lme4 / arm names)
-    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma",
+    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma", "ngrps",
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",
     # tables and comparison (broom / stats names)
     "tidy", "glance", "aic", "bic", "anova", "shrinkage_table",

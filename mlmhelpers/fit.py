@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 
-from .engine import ThetaMap, optimize_theta, pls, sufficient_stats
-from .formula import build_design, parse_formula
+from .formula import DesignMatrices, ParsedFormula, build_design, parse_formula
+from .optimize import optimize_theta
+from .predictor import LinearPredictor
+from .response import GaussianResponse, ScaledTheta
 from .results import LmerResult
 
 __all__ = ["lmer", "ConvergenceWarning", "SingularFitWarning"]
@@ -31,14 +35,20 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, data_name: str 
         anything formulaic understands (``C(g)`` or R's ``factor(g)``,
         interactions ``a:b`` and ``a*b``, ``0 +`` or ``- 1``, ``np.log(x)``).
         Random terms: ``(1 | g)``, ``(0 + x | g)``, ``(1 + x | g)``,
-        ``(x | g)`` (intercept implied), ``(x || g)`` (uncorrelated), and
-        several terms for the same ``g``. One grouping factor per model.
+        ``(x | g)`` (intercept implied), ``(x || g)`` (uncorrelated),
+        several terms for the same ``g``, factor-valued slopes
+        ``(0 + f | g)``, and any number of grouping factors: crossed
+        ``(1 | a) + (1 | b)``, nested ``(1 | a/b)`` (= ``(1 | a) + (1 | b:a)``,
+        as lme4 expands it), interactions ``(1 | a:b)``, column names with
+        spaces as ```(1 | `my group`)``` or ``(1 | Q("my group"))``.
+        Factors are ordered as lme4 orders them (by decreasing number of
+        levels).
     data : DataFrame
         The data; never modified. Rows with a missing value in a model
         variable are dropped with a warning that says how many (R's
         ``na.omit``).
     REML : bool, default True
-        Restricted maximum likelihood (lme4's default); ``False`` gives the
+        Must be a bool (``numpy.bool_`` accepted). Restricted maximum likelihood (lme4's default); ``False`` gives the
         maximum-likelihood fit, needed to compare models with different fixed
         effects.
     data_name : str, optional
@@ -52,9 +62,10 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, data_name: str 
     ------
     ValueError, TypeError
         Malformed formula, unknown column, non-numeric response, infinite
-        values, a grouping factor with a single level, empty data.
-    NotImplementedError
-        More than one grouping factor.
+        values, empty data, ``REML`` not a bool, a duplicated random term,
+        and lme4's checks with lme4's messages: a grouping factor with a
+        single level, a factor with as many levels as observations, a term
+        with at least as many random effects as observations.
 
     Warns
     -----
@@ -71,8 +82,11 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, data_name: str 
     The criterion is lme4's profiled REML criterion (or deviance) as a
     function of the relative covariance factor θ (Bates, Mächler, Bolker &
     Walker 2015, *J. Stat. Softw.* 67(1)); β̂, σ̂ and the conditional modes
-    follow in closed form. It is minimised with L-BFGS-B and polished with a
-    bounded Powell search; see :mod:`mlmhelpers.engine`.
+    follow in closed form. The penalised least-squares step uses a blocked
+    Cholesky factor (:mod:`mlmhelpers.predictor`); the criterion is minimised
+    with L-BFGS-B (exact gradient for one grouping factor, central
+    differences for several) and checked as lme4's ``checkConv``; see
+    :mod:`mlmhelpers.optimize`.
 
     Examples
     --------
@@ -83,21 +97,60 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, data_name: str 
     >>> m.fixef.round(5).tolist()
     [1.86112, 0.1334]
     """
+    if not isinstance(REML, (bool, np.bool_)):
+        raise TypeError(f"REML must be True or False, got {REML!r} ({type(REML).__name__}).")
     parsed = parse_formula(formula)
     design = build_design(parsed, data, require_random=True)
-    q = design.Z.shape[1]
-    tmap = ThetaMap(q, design.z_blocks)
-    stats = sufficient_stats(design.y, design.X, design.Z, design.groups, len(design.levels))
-    if design.X.shape[1] >= design.X.shape[0]:
-        raise ValueError(f"{design.X.shape[1]} fixed effects for {design.X.shape[0]} observations: too few observations.")
-    opt = optimize_theta(stats, tmap, reml=REML)
-    sol = pls(opt.theta, stats, tmap)
-    result = LmerResult(parsed=parsed, design=design, tmap=tmap, sol=sol, opt=opt, REML=bool(REML),
-                        data_name=data_name or "data")
-    result._stats_cache = stats
-    result._data = data  # a reference, for anova() refits; never modified
+    n, p = design.X.shape
+    if p >= n:
+        raise ValueError(f"{p} fixed effects for {n} observations: too few observations.")
+    result = _fit(parsed, design, bool(REML), data_name or "data", data)
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=2)
-    elif not opt.converged:
-        warnings.warn(opt.message, ConvergenceWarning, stacklevel=2)
+    elif not result.opt.converged:
+        warnings.warn(result.opt.message, ConvergenceWarning, stacklevel=2)
     return result
+
+
+def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: str, data: pd.DataFrame | None,
+         *, theta0=None, warn: bool = True, predictor: LinearPredictor | None = None) -> LmerResult:
+    """Build the engine for ``design``, optimise θ, return the result (no warnings)."""
+    lp = predictor if predictor is not None else LinearPredictor(design.X, design.terms)
+    resp = GaussianResponse(lp, design.y, reml)
+    scaled = ScaledTheta(lp)
+    if scaled.is_identity:
+        start = lp.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
+        opt = optimize_theta(resp.objective, resp.objective_and_gradient, theta0=start, is_diag=lp.is_diag,
+                             canonical=lp.canonical, hess_step=1e-5 if resp.exact_gradient else 1e-3)
+    else:
+        # Search in the better-conditioned θ̃ (Λ = T L(θ̃)), report lme4's θ.
+        def f(th):
+            return resp.objective_lambdas(scaled.lambdas(th))
+
+        def fg(th):
+            if not resp.exact_gradient:
+                return _central_gradient(f, th)
+            val, G = resp.objective_and_gradient_matrix(scaled.lambdas(th))
+            tmap = lp.terms[0].tmap
+            return val, (scaled.T[0].T @ G)[tmap.rows, tmap.cols]
+
+        start = lp.theta0 if theta0 is None else scaled.from_theta(np.asarray(theta0, dtype=float))
+        opt = optimize_theta(f, fg, theta0=start, is_diag=lp.is_diag, canonical=lp.canonical,
+                             hess_step=1e-5 if resp.exact_gradient else 1e-3)
+        opt = replace(opt, theta=scaled.to_theta(opt.theta), theta_search=opt.theta)
+    sol = resp.pls(opt.theta)
+    return LmerResult(parsed=parsed, design=design, predictor=lp, response=resp, sol=sol, opt=opt, REML=reml,
+                      data_name=data_name, data=data)
+
+
+def _central_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """``f(θ)`` and its central-difference gradient (relative step 1e-5)."""
+    theta = np.asarray(theta, dtype=float)
+    val = f(theta)
+    g = np.empty(theta.size)
+    for i in range(theta.size):
+        h = 1e-5 * max(1.0, abs(theta[i]))
+        e = np.zeros(theta.size)
+        e[i] = h
+        g[i] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return val, g

@@ -20,6 +20,8 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import DataMismatchWarning, FormulaicError
 
+from .design import RandomEffectsTerm, independent_columns
+
 __all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "DesignMatrices", "build_design"]
 
 
@@ -45,6 +47,33 @@ class RandomTerm:
     def __str__(self) -> str:
         bar = "|" if self.correlated else "||"
         return f"({self.expr} {bar} {self.group})"
+
+    def factors(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The grouping factors of this term as ``(name, columns)``, ``a/b`` expanded.
+
+        lme4 expands ``(e | a/b)`` into ``(e | a) + (e | b:a)`` and names the
+        inner factor ``b:a``; ``a/b/c`` adds ``c:(b:a)``.
+
+        Examples
+        --------
+        >>> from mlmhelpers.formula import RandomTerm
+        >>> RandomTerm("1", "stusps/county").factors()
+        [('stusps', ('stusps',)), ('county:stusps', ('county', 'stusps'))]
+        >>> RandomTerm("1", "`my group`").factors()
+        [('my group', ('my group',))]
+        """
+        out = []
+        prev_name, prev_cols = None, ()
+        for part in _split_group(self.group, "/"):
+            cols = tuple(_group_column(c, self.group) for c in _split_group(part, ":"))
+            if prev_name is None:
+                name, allcols = ":".join(cols), cols
+            else:
+                inner = f"({prev_name})" if ":" in prev_name else prev_name
+                name, allcols = f"{':'.join(cols)}:{inner}", cols + prev_cols
+            out.append((name, allcols))
+            prev_name, prev_cols = name, allcols
+        return out
 
 
 @dataclass(frozen=True)
@@ -188,13 +217,50 @@ def _parse_bar(inner: str, formula: str) -> RandomTerm:
             f"Malformed random-effect term '({inner})' in {formula!r}: nothing left of "
             "the bar; write '(1 | g)' for a random intercept."
         )
-    if not re.fullmatch(r"[A-Za-z_.][\w.]*", group):
-        raise ValueError(
-            f"Malformed random-effect term '({inner})' in {formula!r}: the grouping "
-            f"factor must be a single column name, got {group!r} (nested or crossed "
-            "grouping factors such as 'a/b' or 'a:b' are not supported yet)."
-        )
-    return RandomTerm(expr=expr, group=group, correlated=correlated)
+    term = RandomTerm(expr=expr, group=group, correlated=correlated)
+    try:
+        term.factors()
+    except ValueError as exc:
+        raise ValueError(f"Malformed random-effect term '({inner})' in {formula!r}: {exc}") from None
+    return term
+
+
+_NAME_RE = re.compile(r"[A-Za-z_.][\w.]*")
+_Q_RE = re.compile(r"""Q\(\s*(['"])(.*)\1\s*\)""")
+
+
+def _split_group(text: str, sep: str) -> list[str]:
+    """Split a grouping expression at ``sep`` outside backticks and brackets."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "`'\"":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _group_column(token: str, group: str) -> str:
+    """One column of a grouping expression: a name, a `backticked name` or Q("name")."""
+    if len(token) >= 2 and token[0] == token[-1] == "`":
+        return token[1:-1]
+    m = _Q_RE.fullmatch(token)
+    if m:
+        return m.group(2)
+    if _NAME_RE.fullmatch(token):
+        return token
+    raise ValueError(
+        f"the grouping factor must be column names joined by ':' (crossed) or '/' (nested), got "
+        f"{group!r}; write a column name with spaces or other characters as `my col` or Q('my col')."
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -247,39 +313,81 @@ class DesignMatrices:
     ----------
     y : ndarray (n,)
     X : ndarray (n, p)
+        Fixed-effects matrix, rank-deficient columns dropped.
     x_names : list of str
-    Z : ndarray (n, q) or None
-        Random-effect columns (one block per random term), ``None`` for lm.
-    z_names : list of str
-    z_blocks : list of tuple
-        ``(start, stop, correlated)`` column ranges of ``Z`` that share a
-        covariance block.
-    groups : ndarray (n,) of int or None
-        Group index of each row, into ``levels``.
-    levels : pandas.Index or None
-    group_name : str or None
+    terms : list of RandomEffectsTerm
+        One per grouping factor, in lme4's order (empty for ``lm``).
     n_dropped : int
         Rows dropped because of missing values.
     row_index : pandas.Index
         Index labels (of the caller's data) of the rows used.
-    x_spec, z_specs
-        formulaic model specs, to build matrices for new data.
+    x_spec
+        formulaic model spec, to build ``X`` for new data.
+    dropped_columns : list of str
+        Fixed-effect columns dropped as linear combinations of earlier ones.
+
+    Notes
+    -----
+    For a model with exactly one grouping factor, ``Z``, ``z_names``,
+    ``z_blocks``, ``groups``, ``levels`` and ``group_name`` give that
+    factor's arrays (``None`` without random effects).
     """
 
     y: np.ndarray
     X: np.ndarray
     x_names: list[str]
-    Z: np.ndarray | None
-    z_names: list[str]
-    z_blocks: list[tuple[int, int, bool]]
-    groups: np.ndarray | None
-    levels: pd.Index | None
-    group_name: str | None
+    terms: list[RandomEffectsTerm]
     n_dropped: int
     row_index: pd.Index
     x_spec: object
-    z_specs: list[object]
     dropped_columns: list[str] = field(default_factory=list)
+
+    def _only_term(self, what: str) -> RandomEffectsTerm | None:
+        if not self.terms:
+            return None
+        if len(self.terms) > 1:
+            names = ", ".join(t.name for t in self.terms)
+            raise ValueError(f"{what} is defined for one grouping factor; this model has {len(self.terms)} "
+                             f"({names}): use design.terms.")
+        return self.terms[0]
+
+    @property
+    def Z(self) -> np.ndarray | None:
+        t = self._only_term("Z")
+        return None if t is None else t.Z
+
+    @property
+    def z_names(self) -> list[str]:
+        t = self._only_term("z_names")
+        return [] if t is None else t.z_names
+
+    @property
+    def z_blocks(self) -> list[tuple[int, int, bool]]:
+        t = self._only_term("z_blocks")
+        return [] if t is None else t.blocks
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        t = self._only_term("groups")
+        return None if t is None else t.codes
+
+    @property
+    def levels(self) -> pd.Index | None:
+        t = self._only_term("levels")
+        return None if t is None else t.levels
+
+    @property
+    def group_name(self) -> str | None:
+        t = self._only_term("group_name")
+        return None if t is None else t.name
+
+    def term(self, name: str) -> RandomEffectsTerm:
+        """The term of grouping factor ``name``."""
+        for t in self.terms:
+            if t.name == name:
+                return t
+        raise ValueError(f"{name!r} is not a grouping factor of this model; choose from "
+                         f"{[t.name for t in self.terms]}.")
 
 
 def _required_variables(expr: str) -> set[str]:
@@ -330,12 +438,14 @@ def build_design(
         raise ValueError(
             f"The formula {parsed.formula!r} has random-effect terms; use mlmhelpers.lmer()."
         )
-    groups_used = sorted({t.group for t in parsed.random})
-    if len(groups_used) > 1:
-        raise NotImplementedError(
-            "Models with more than one grouping factor "
-            f"({', '.join(groups_used)}) are not supported yet; use one grouping factor."
-        )
+    seen_terms: set[tuple[str, str, bool]] = set()
+    for t in parsed.random:
+        key = (re.sub(r"\s+", "", t.expr), re.sub(r"\s+", "", t.group), t.correlated)
+        if key in seen_terms:
+            raise ValueError(f"The random-effect term {t} appears twice in {parsed.formula!r}; "
+                             "give each term once.")
+        seen_terms.add(key)
+    groups_used = sorted({c for t in parsed.random for _, cols in t.factors() for c in cols})
 
     resp_vars = _required_variables(parsed.response)
     fixed_vars = _required_variables(parsed.fixed)
@@ -393,31 +503,42 @@ def build_design(
     X, x_names, dropped = _drop_rank_deficient(X, x_names)
 
     if not parsed.random:
-        return DesignMatrices(
-            y=y, X=X, x_names=x_names, Z=None, z_names=[], z_blocks=[], groups=None,
-            levels=None, group_name=None, n_dropped=n_dropped, row_index=frame.index,
-            x_spec=xm.model_spec, z_specs=[], dropped_columns=dropped,
-        )
+        return DesignMatrices(y=y, X=X, x_names=x_names, terms=[], n_dropped=n_dropped,
+                              row_index=frame.index, x_spec=xm.model_spec, dropped_columns=dropped)
+    terms = _random_terms(parsed, frame, len(y))
+    return DesignMatrices(y=y, X=X, x_names=x_names, terms=terms, n_dropped=n_dropped,
+                          row_index=frame.index, x_spec=xm.model_spec, dropped_columns=dropped)
 
-    # Grouping factor --------------------------------------------------------
-    gname = groups_used[0]
-    codes, levels = pd.factorize(frame[gname], sort=True)
-    levels = pd.Index(levels, name=gname)
-    if len(levels) < 2:
-        raise ValueError(
-            f"The grouping factor {gname!r} has a single level ({levels[0]!r}); a "
-            "random effect needs at least two groups."
-        )
-    if len(levels) >= len(y):
-        raise ValueError(
-            f"The grouping factor {gname!r} has {len(levels)} levels for {len(y)} "
-            "observations; random effects are not identifiable from the residual "
-            "(lme4: 'number of levels of each grouping factor must be < number of observations')."
-        )
 
-    # Random-effect columns ---------------------------------------------------
-    z_cols, z_names, z_blocks, z_specs = [], [], [], []
-    start = 0
+def _factor_codes(frame: pd.DataFrame, cols: tuple[str, ...], name: str) -> tuple[np.ndarray, pd.Index]:
+    """Level codes and labels of a grouping factor (an interaction ``a:b`` if several columns).
+
+    Levels are sorted as R's ``factor()`` sorts them; an interaction's levels
+    are ``"la:lb"`` in the order of R's ``a:b`` (first factor slowest), unused
+    combinations dropped.
+    """
+    if len(cols) == 1:
+        codes, levels = pd.factorize(frame[cols[0]], sort=True)
+        return codes.astype(np.intp), pd.Index(levels, name=name)
+    parts = [pd.factorize(frame[c], sort=True) for c in cols]
+    combo = np.zeros(len(frame), dtype=np.int64)
+    for codes, levels in parts:
+        combo = combo * len(levels) + codes
+    codes, uniq = pd.factorize(combo, sort=True)
+    labels = []
+    for v in uniq:
+        pieces = []
+        for codes_c, levels_c in reversed(parts):
+            pieces.append(str(levels_c[v % len(levels_c)]))
+            v //= len(levels_c)
+        labels.append(":".join(reversed(pieces)))
+    return codes.astype(np.intp), pd.Index(labels, name=name)
+
+
+def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int) -> list[RandomEffectsTerm]:
+    """One RandomEffectsTerm per grouping factor, with lme4's checks and lme4's order."""
+    factors: dict[str, tuple[np.ndarray, pd.Index, tuple[str, ...]]] = {}
+    bars = []  # (factor name, expression, correlated, Z, names, spec) per bar after a/b expansion
     for term in parsed.random:
         zm = _matrix(term.expr, frame, f"random-effects design of {term}")
         names = [r_column_name(c, "factor(" in term.expr) for c in zm.columns]
@@ -426,50 +547,74 @@ def build_design(
             raise ValueError(f"The random-effect term {term} has no columns.")
         if not np.all(np.isfinite(Zt)):
             raise ValueError(f"The random-effect term {term} has infinite values.")
-        dup = set(names) & set(z_names)
-        if dup:
+        for name, cols in term.factors():
+            if name not in factors:
+                codes, levels = _factor_codes(frame, cols, name)
+                factors[name] = (codes, levels, cols)
+            bar = "|" if term.correlated else "||"
+            label = f"{term.expr} {bar} {name}"
+            bars.append((name, term.expr, term.correlated, Zt, names, zm.model_spec, label))
+    # lme4's checks (lFormula: check.nlev.gtr.1, check.nobs.vs.nlev, check.nobs.vs.nRE), with its messages.
+    one = [nm for nm, (_, lv, _) in factors.items() if len(lv) < 2]
+    if one:
+        raise ValueError("grouping factors must have > 1 sampled level (problems: " + ", ".join(
+            f"{nm!r} has a single level ({factors[nm][1][0]!r})" for nm in one)
+            + "): a random effect needs at least two groups.")
+    many = [nm for nm, (_, lv, _) in factors.items() if len(lv) >= n]
+    if many:
+        raise ValueError("number of levels of each grouping factor must be < number of observations "
+                         f"(problems: {', '.join(f'{m} has {len(factors[m][1])} levels for {n} observations' for m in many)})")
+    for name, _, correlated, Zt, _, _, label in bars:
+        # lme4 splits (x || g) into one term per column before this check.
+        nre = len(factors[name][1]) * (Zt.shape[1] if correlated else 1)
+        if nre >= n:
             raise ValueError(
-                f"The random-effect column(s) {sorted(dup)} appear in more than one term "
-                f"for {gname!r}; each column may vary by group only once."
-            )
-        z_cols.append(Zt)
-        z_names.extend(names)
-        z_specs.append(zm.model_spec)
-        if term.correlated:
-            z_blocks.append((start, start + Zt.shape[1], True))
-        else:
-            for k in range(Zt.shape[1]):
-                z_blocks.append((start + k, start + k + 1, False))
-        start += Zt.shape[1]
-    Z = np.hstack(z_cols)
-    return DesignMatrices(
-        y=y, X=X, x_names=x_names, Z=Z, z_names=z_names, z_blocks=z_blocks,
-        groups=codes.astype(np.intp), levels=levels, group_name=gname,
-        n_dropped=n_dropped, row_index=frame.index, x_spec=xm.model_spec,
-        z_specs=z_specs, dropped_columns=dropped,
-    )
+                f"number of observations (={n}) <= number of random effects (={nre}) for term ({label}); "
+                "the random-effects parameters and the residual variance (or scale parameter) are "
+                "probably unidentifiable")
+    # lme4 (mkReTrms) orders the terms by decreasing number of levels when they are not already.
+    nl = [len(factors[b[0]][1]) for b in bars]
+    if any(b > a for a, b in zip(nl[:-1], nl[1:])):
+        order = list(np.argsort(nl, kind="stable"))[::-1]
+        bars = [bars[i] for i in order]
+    merged: dict[str, list] = {}
+    for b in bars:
+        merged.setdefault(b[0], []).append(b)
+    terms = []
+    for name, group in merged.items():
+        codes, levels, cols = factors[name]
+        z_cols, z_names, blocks, exprs, specs = [], [], [], [], []
+        start = 0
+        for _, expr, correlated, Zt, names, spec, label in group:
+            dup = set(names) & set(z_names)
+            if dup:
+                raise ValueError(
+                    f"The random-effect column(s) {sorted(dup)} appear in more than one term "
+                    f"for {name!r}; each column may vary by group only once.")
+            z_cols.append(Zt)
+            z_names.extend(names)
+            exprs.append(expr)
+            specs.append(spec)
+            k = Zt.shape[1]
+            blocks.extend([(start, start + k, True)] if correlated
+                          else [(start + i, start + i + 1, False) for i in range(k)])
+            start += k
+        terms.append(RandomEffectsTerm(name=name, codes=codes, levels=levels, Z=np.hstack(z_cols),
+                                       z_names=z_names, blocks=blocks, exprs=tuple(exprs),
+                                       specs=tuple(specs), columns=cols))
+    return terms
 
 
 def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
-    """Drop columns that are linear combinations of earlier ones (as lme4 does)."""
-    from scipy.linalg import qr
-
+    """Drop columns that are linear combinations of earlier ones, as lme4 does (one QR, R's rule)."""
     p = X.shape[1]
     if p == 0:
         return X, names, []
-    # Greedy left-to-right: a column is kept if it adds to the span of the kept ones.
-    _, R, piv = qr(X, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(R))
-    tol = diag.max() * max(X.shape) * np.finfo(float).eps if diag.size else 0.0
-    rank = int((diag > tol).sum())
-    if rank == p:
+    keep = independent_columns(X)
+    if len(keep) == p:
         return X, names, []
-    keep: list[int] = []
-    for j in range(p):
-        cand = keep + [j]
-        if np.linalg.matrix_rank(X[:, cand], tol=None) == len(cand):
-            keep.append(j)
-    dropped = [names[j] for j in range(p) if j not in keep]
+    kept = set(keep.tolist())
+    dropped = [names[j] for j in range(p) if j not in kept]
     warnings.warn(
         f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
         f"column(s): {', '.join(dropped)}",
@@ -519,7 +664,23 @@ def new_fixed_matrix(design: DesignMatrices, newdata: pd.DataFrame) -> np.ndarra
     return out
 
 
-def new_random_matrix(design: DesignMatrices, newdata: pd.DataFrame) -> np.ndarray:
-    """Random-effects matrix ``Z`` of ``newdata`` (columns as in the fit)."""
-    parts = [np.asarray(_new_matrix(spec, newdata, "random effects"), dtype=float) for spec in design.z_specs]
+def new_random_matrix(design: DesignMatrices | RandomEffectsTerm, newdata: pd.DataFrame) -> np.ndarray:
+    """Random-effects columns of ``newdata`` for one term (columns as in the fit)."""
+    term = design._only_term("new_random_matrix") if isinstance(design, DesignMatrices) else design
+    parts = [np.asarray(_new_matrix(spec, newdata, "random effects"), dtype=float) for spec in term.specs]
     return np.hstack(parts)
+
+
+def new_factor_codes(term: RandomEffectsTerm, newdata: pd.DataFrame) -> np.ndarray:
+    """Level codes of ``newdata``'s rows for ``term`` (−1 for a level absent from the fit)."""
+    missing = [c for c in term.columns if c not in newdata.columns]
+    if missing:
+        raise ValueError(f"newdata has no column(s) {', '.join(map(repr, missing))}, needed for the random "
+                         f"effects of {term.name!r}; pass re_form='~0' for population-level predictions.")
+    for c in term.columns:
+        if newdata[c].isna().any():
+            raise ValueError(f"newdata's grouping column {c!r} has missing values.")
+    if len(term.columns) == 1:
+        return term.levels.get_indexer(newdata[term.columns[0]])
+    labels = newdata[list(term.columns)].astype(str).agg(":".join, axis=1)
+    return term.levels.get_indexer(labels)

@@ -16,7 +16,7 @@ from .lm import LmResult
 from .results import LmerResult
 
 __all__ = [
-    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma",
+    "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma", "ngrps",
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",
 ]
 
@@ -46,18 +46,58 @@ def fixef(model: LmerResult) -> pd.Series:
     return _need_lmer(model, "fixef").fixef
 
 
-def ranef(model: LmerResult) -> pd.DataFrame:
-    """Conditional modes of the random effects, groups × terms (R: ``ranef(m)$g``)."""
-    return _need_lmer(model, "ranef").ranef
+def _one_factor(model: LmerResult, tables, group: str | None, fname: str):
+    if group is None:
+        return tables
+    names = [t.name for t in model.terms]
+    if group not in names:
+        raise ValueError(f"{group!r} is not a grouping factor of this model; {fname}() knows {names}.")
+    return tables[group] if isinstance(tables, dict) else tables
 
 
-def coef(model) -> pd.Series | pd.DataFrame:
+def ranef(model: LmerResult, group: str | None = None) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Conditional modes of the random effects, levels × terms (R: ``ranef(m)``).
+
+    Parameters
+    ----------
+    model : LmerResult
+    group : str, optional
+        One grouping factor's table (R: ``ranef(m)$g``), e.g. ``"stusps"`` or
+        ``"county:stusps"``.
+
+    Returns
+    -------
+    DataFrame or dict of DataFrame
+        With one grouping factor, its table; with several and no ``group``,
+        a dict keyed by factor name in lme4's order (R's named list).
+
+    Examples
+    --------
+    >>> from mlmhelpers import lmer, ranef, load_arrests
+    >>> d = load_arrests().assign(county=lambda d: d.stusps + "-" + d.fips.astype(str))
+    >>> m = lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps/county)", d)
+    >>> list(ranef(m))
+    ['county:stusps', 'stusps']
+    >>> ranef(m, "stusps").shape
+    (51, 1)
+    """
+    m = _need_lmer(model, "ranef")
+    return _one_factor(m, m.ranef, group, "ranef")
+
+
+def coef(model, group: str | None = None) -> pd.Series | pd.DataFrame | dict[str, pd.DataFrame]:
     """Coefficients, as R's ``coef()``.
 
-    For an ``lmer`` fit: fixed plus random effects per group
-    (``coef(m)$g``), a DataFrame. For an ``lm`` fit: the coefficient Series.
+    For an ``lmer`` fit: fixed plus random effects per level (``coef(m)$g``),
+    a DataFrame, or a dict of them by factor for several grouping factors
+    (``group`` picks one). For an ``lm`` fit: the coefficient Series.
     """
-    return _need_model(model, "coef").coef
+    m = _need_model(model, "coef")
+    if isinstance(m, LmResult):
+        if group is not None:
+            raise ValueError("group= applies to lmer() fits only.")
+        return m.coef
+    return _one_factor(m, m.coef, group, "coef")
 
 
 def vcov(model) -> pd.DataFrame:
@@ -70,8 +110,10 @@ def se_fixef(model: LmerResult) -> pd.Series:
     return _need_lmer(model, "se_fixef").se_fixef
 
 
-def se_ranef(model: LmerResult) -> pd.DataFrame:
-    """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)$g``).
+def se_ranef(model: LmerResult, group: str | None = None) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)``).
+
+    One table per grouping factor as :func:`ranef` (``group`` picks one).
 
     Examples
     --------
@@ -80,7 +122,20 @@ def se_ranef(model: LmerResult) -> pd.DataFrame:
     >>> se_ranef(m).shape
     (5, 1)
     """
-    return _need_lmer(model, "se_ranef").se_ranef
+    m = _need_lmer(model, "se_ranef")
+    return _one_factor(m, m.se_ranef, group, "se_ranef")
+
+
+def ngrps(model: LmerResult) -> pd.Series:
+    """Number of levels of each grouping factor, in lme4's order (R: ``lme4::ngrps(m)``).
+
+    Examples
+    --------
+    >>> from mlmhelpers import lmer, ngrps, load_arrests
+    >>> ngrps(lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", load_arrests())).to_dict()
+    {'stusps': 51}
+    """
+    return _need_lmer(model, "ngrps").ngroups
 
 
 def se_coef(model: LmResult) -> pd.Series:
@@ -217,12 +272,15 @@ def coef_intervals(model: LmerResult, term: str = "(Intercept)", k: float = 2.0)
     return pd.DataFrame({"estimate": est, "std_error": se, "lower": est - k * se, "upper": est + k * se})
 
 
-def icc(model: LmerResult) -> float:
+def icc(model: LmerResult, by_group: bool = False) -> float | pd.Series:
     """Adjusted intraclass correlation, as ``performance::icc(m)$ICC_adjusted``.
 
     For a random-intercept model this is σ²_α / (σ²_α + σ²): the share of the
     variance left after the fixed effects that lies between groups. It
-    divides *variances*, not standard deviations.
+    divides *variances*, not standard deviations. With several grouping
+    factors the random-effect variances are summed (performance's adjusted
+    ICC); ``by_group=True`` gives each factor's share instead,
+    ``σ²_k / (Σ_k σ²_k + σ²)`` (``performance::icc(m, by_group = TRUE)``).
 
     For models with random slopes the group-level variance depends on the
     predictor; like the ``performance`` package (Nakagawa, Johnson &
@@ -238,11 +296,15 @@ def icc(model: LmerResult) -> float:
     0.295
     """
     m = _need_lmer(model, "icc")
-    lam = m.sol.Lambda
-    cov = m.sigma**2 * lam @ lam.T
-    Z = m.design.Z
-    var_re = float(np.mean(np.einsum("ni,ij,nj->n", Z, cov, Z)))
-    return var_re / (var_re + m.sigma**2)
+    s2 = m.sigma**2
+    parts = {}
+    for t, lam in zip(m.terms, m.sol.Lambdas, strict=True):
+        cov = s2 * lam @ lam.T
+        parts[t.name] = float(np.mean(np.einsum("ni,ij,nj->n", t.Z, cov, t.Z)))
+    total = sum(parts.values()) + s2
+    if by_group:
+        return pd.Series({k: v / total for k, v in parts.items()}, name="icc")
+    return sum(parts.values()) / total
 
 
 def group_intercepts(model: LmResult, group: str) -> pd.DataFrame:
@@ -354,8 +416,8 @@ def predict_interval(
     R: ``merTools::predictInterval(m, newdata, level = 0.95, n.sims = 2000)``
     is the closest equivalent; lme4 itself offers ``bootMer``.
     """
-    from .formula import new_fixed_matrix, new_random_matrix
-    from .results import _is_na_re_form
+    from .formula import new_fixed_matrix
+    from .results import _re_form_factors
 
     m = _need_lmer(model, "predict_interval")
     if not 0 < level < 1:
@@ -368,19 +430,21 @@ def predict_interval(
     X = new_fixed_matrix(m.design, newdata)
     betas = rng.multivariate_normal(m.sol.beta, m.vcov.to_numpy(), size=n_sims)  # (S, p)
     draws = betas @ X.T  # (S, n)
-    if not _is_na_re_form(re_form):
-        Z = new_random_matrix(m.design, newdata)
-        codes = m.design.levels.get_indexer(newdata[m.design.group_name])
+    names = _re_form_factors(re_form, m.terms)
+    included = m._new_codes(newdata, names, allow_new_levels)
+    condvars = dict(zip([t.name for t in m.terms], m._condvar_list(), strict=True))
+    blocks = dict(zip([t.name for t in m.terms], m.sol.b_blocks(), strict=True))
+    lams = dict(zip([t.name for t in m.terms], m.sol.Lambdas, strict=True))
+    for name, (Z, codes) in included.items():
         q = Z.shape[1]
-        cov_new = m.sigma**2 * m.sol.Lambda @ m.sol.Lambda.T
+        cov_new = m.sigma**2 * lams[name] @ lams[name].T
         chol_new = np.linalg.cholesky(cov_new + 1e-12 * np.eye(q))
-        condvar = m.condvar
         for code in np.unique(codes):
             rows = np.flatnonzero(codes == code)
             if code >= 0:
-                mean, cov = m.sol.b[code], condvar[code]
+                mean, cov = blocks[name][code], condvars[name][code]
                 b = mean + rng.standard_normal((n_sims, q)) @ np.linalg.cholesky(cov + 1e-12 * np.eye(q)).T
-            else:  # one new group: its effects are unknown, drawn from the population
+            else:  # one new level: its effects are unknown, drawn from the population
                 b = rng.standard_normal((n_sims, q)) @ chol_new.T
             draws[:, rows] += b @ Z[rows].T
     if include_residual:

@@ -39,7 +39,6 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-from .engine import criterion
 from .lm import LmResult
 from .results import LmerResult
 from .tidy import shrinkage_table
@@ -594,16 +593,29 @@ def plot_group_boxplots(data: pd.DataFrame, y: str, group: str, *, ax: Axes | No
     return ax
 
 
-def _caterpillar_frame(estimates: Any, term: str, fname: str) -> tuple[pd.DataFrame, str, float | None]:
+def _caterpillar_frame(estimates: Any, term: str, fname: str,
+                       group: str | None = None) -> tuple[pd.DataFrame, str, float | None]:
     """Estimates and SEs by group, the group name and a reference value, from a model or a table."""
     if isinstance(estimates, LmerResult):
-        terms = list(estimates.ranef.columns)
+        factors = [t.name for t in estimates.terms]
+        if group is None:
+            if len(factors) > 1:
+                raise ValueError(f"{fname}(): this model has {len(factors)} grouping factors; choose one with "
+                                 f"group=, one of {', '.join(map(repr, factors))}.")
+            group = factors[0]
+        elif group not in factors:
+            raise ValueError(f"{fname}(): {group!r} is not a grouping factor of the model; "
+                             f"valid factors: {', '.join(map(repr, factors))}.")
+        from .inference import coef, se_ranef
+
+        cf, se = coef(estimates, group), se_ranef(estimates, group)
+        terms = list(se.columns)
         if term not in terms:
             raise ValueError(f"{fname}(): {term!r} is not a random-effect term of the model; "
                              f"valid terms: {', '.join(terms)}.")
-        frame = pd.DataFrame({"estimate": estimates.coef[term], "std_error": estimates.se_ranef[term]})
+        frame = pd.DataFrame({"estimate": cf[term], "std_error": se[term]})
         ref = float(estimates.fixef[term]) if term in estimates.fixef.index else 0.0
-        return frame, estimates.design.group_name, ref
+        return frame, group, ref
     if isinstance(estimates, pd.DataFrame):
         missing = [c for c in ("estimate", "std_error") if c not in estimates.columns]
         if missing:
@@ -689,7 +701,7 @@ def plot_intervals(table: pd.DataFrame, *, estimate: str = "fit", lower: str = "
 def plot_caterpillar(estimates: LmerResult | pd.DataFrame, *, term: str = "(Intercept)", k: float = 2.0,
                      ax: Axes | None = None, xlabel: str | None = None, color: str | None = None,
                      ref: float | None = None, labels: Mapping[str, str] | None = None,
-                     title: str | None = None) -> Axes:
+                     title: str | None = None, group: str | None = None) -> Axes:
     """Point-range ("caterpillar") plot of group estimates ± ``k`` standard errors.
 
     Groups are on the y axis ordered by their estimate, the largest at the
@@ -717,6 +729,10 @@ def plot_caterpillar(estimates: LmerResult | pd.DataFrame, *, term: str = "(Inte
     labels : mapping, optional
         Label of the group axis by column name, e.g. ``{"stusps": "State"}``.
     title : str, optional
+    group : str, optional
+        The grouping factor to draw (models with several factors: one plot
+        per factor, as lme4's ``dotplot(ranef(m))`` draws one panel per
+        factor); not needed with one factor.
 
     Returns
     -------
@@ -728,9 +744,12 @@ def plot_caterpillar(estimates: LmerResult | pd.DataFrame, *, term: str = "(Inte
     >>> from mlmhelpers.plots import plot_caterpillar
     >>> m = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", mh.load_arrests())
     >>> ax = plot_caterpillar(m)
+    >>> d = mh.load_arrests().assign(county=lambda d: d.stusps + "-" + d.fips.astype(str))
+    >>> m2 = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps/county)", d)
+    >>> ax = plot_caterpillar(m2, group="stusps")
     """
     fname = "plot_caterpillar"
-    frame, gname, default_ref = _caterpillar_frame(estimates, term, fname)
+    frame, gname, default_ref = _caterpillar_frame(estimates, term, fname, group)
     k = _check_k(k)
     labels = _check_labels(labels)
     frame = frame.sort_values("estimate", kind="stable")
@@ -1158,7 +1177,7 @@ def plot_criterion_curve(model: LmerResult, *, ax: Axes | None = None, grid: Seq
 
     For a random-intercept model θ = σ_α / σ is the only parameter ``lmer``
     optimises; β̂ and σ̂ follow from it in closed form. The curve is
-    evaluated with :func:`mlmhelpers.engine.criterion` and the optimum found
+    evaluated with :meth:`LmerResult.criterion` and the optimum found
     by ``lmer`` is marked.
 
     Parameters
@@ -1183,9 +1202,9 @@ def plot_criterion_curve(model: LmerResult, *, ax: Axes | None = None, grid: Seq
     """
     fname = "plot_criterion_curve"
     _check_model(model, LmerResult, fname)
-    if model.tmap.size != 1:
+    if model.n_theta != 1:
         raise ValueError(f"{fname}() needs a model with one θ parameter (a random intercept, y ~ x + (1 | g)); "
-                         f"this model has {model.tmap.size}: {', '.join(model.theta.index)}.")
+                         f"this model has {model.n_theta}: {', '.join(model.theta.index)}.")
     theta_hat = float(model.sol.theta[0])
     if grid is None:
         grid_arr = np.linspace(0.0, max(2.5 * theta_hat, 1.0), 241)
@@ -1194,9 +1213,8 @@ def plot_criterion_curve(model: LmerResult, *, ax: Axes | None = None, grid: Seq
         if grid_arr.size < 2 or not np.all(np.isfinite(grid_arr)) or np.any(grid_arr < 0):
             raise ValueError(f"{fname}(): grid must hold at least two finite θ values ≥ 0.")
     grid_arr = np.unique(np.append(grid_arr, theta_hat))
-    stats, tmap = model._stats, model.tmap
-    values = np.array([criterion(np.array([t]), stats, tmap, model.REML) for t in grid_arr])
-    best = criterion(np.array([theta_hat]), stats, tmap, model.REML)
+    values = np.array([model.criterion(t) for t in grid_arr])
+    best = model.criterion(theta_hat)
     name = "REML criterion" if model.REML else "Deviance (−2 log-likelihood)"
     ax = _single_axes(ax)
     ax.plot(grid_arr, values, color=POOLING_COLORS["partial"], lw=2, gid="criterion")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.linalg import cho_solve
 
-from .formula import DesignMatrices, ParsedFormula, new_fixed_matrix, new_random_matrix
-from .engine import SINGULAR_TOL, OptimResult, PLSSolution, ThetaMap, conditional_variances, fixed_vcov
+from .design import RandomEffectsTerm, ThetaMap
+from .formula import (DesignMatrices, ParsedFormula, new_factor_codes, new_fixed_matrix, new_random_matrix,
+                      parse_formula)
+from .optimize import OptimResult
+from .predictor import LinearPredictor, PLSSolution
+from .response import GaussianResponse
 from .rprint import abbreviate, format_table, r_format
+
+#: lme4's ``isSingular()`` tolerance on the diagonal of Λ.
+SINGULAR_TOL = 1e-4
 
 __all__ = ["LmerResult", "NotAvailableError"]
 
@@ -23,21 +31,41 @@ class NotAvailableError(ValueError, AttributeError):
 
 
 def _is_na_re_form(re_form) -> bool:
+    """Whether ``re_form`` excludes every random effect (R's ``re.form = NA`` or ``~0``)."""
     if re_form is None:
         return False
     if isinstance(re_form, str):
         s = re_form.replace(" ", "")
         if s in ("~0", "NA", "~-1"):
             return True
+        if s.startswith("~") and "|" in s:
+            return False
         raise ValueError(
             f"re_form={re_form!r} is not supported: use None (include the random effects, "
-            "R's re.form = NULL) or '~0' (exclude them, R's re.form = NA)."
+            "R's re.form = NULL), '~0' (exclude them, R's re.form = NA) or a formula of "
+            "random terms such as '~(1 | stusps)' (include only those grouping factors)."
         )
     if isinstance(re_form, float) and np.isnan(re_form):
         return True
     if re_form is pd.NA or re_form is False:
         return True
-    raise ValueError(f"re_form={re_form!r} is not supported: use None or '~0'.")
+    raise ValueError(f"re_form={re_form!r} is not supported: use None, '~0' or '~(1 | g)'.")
+
+
+def _re_form_factors(re_form, terms: list[RandomEffectsTerm]) -> set[str]:
+    """Names of the grouping factors whose random effects ``re_form`` includes."""
+    if _is_na_re_form(re_form):
+        return set()
+    names = {t.name for t in terms}
+    if re_form is None:
+        return names
+    parsed = parse_formula("y " + re_form.strip())
+    wanted = {name for t in parsed.random for name, _ in t.factors()}
+    bad = sorted(wanted - names)
+    if bad:
+        raise ValueError(f"re_form names grouping factor(s) {bad} not in the model; its factors are "
+                         f"{sorted(names)}.")
+    return wanted
 
 
 @dataclass(eq=False)
@@ -48,20 +76,42 @@ class LmerResult:
     ``coef``, ``vcov``, ``sigma``, ``VarCorr`` → ``varcorr``, ``logLik`` →
     ``loglik``, ``AIC``/``BIC`` → ``aic``/``bic``) and arm (``se_fixef``,
     ``se_ranef``). Tables are pandas objects indexed by R-style names.
+
+    With one grouping factor, ``ranef``, ``se_ranef``, ``coef`` and
+    ``condvar`` are single tables; with several they are dicts keyed by the
+    factor's name (lme4's named lists), in lme4's order.
+
+    Everything the result needs is a declared field: the parsed formula, the
+    design (``design``: y, X, the random-effects terms), the linear predictor
+    and response (``predictor``, ``response``: the engine), the solution at
+    the optimum (``sol``), the optimiser's report (``opt``) and a reference to
+    the caller's data (``data``, never modified; used by ``anova`` refits).
     """
 
     parsed: ParsedFormula
     design: DesignMatrices
-    tmap: ThetaMap
+    predictor: LinearPredictor
+    response: GaussianResponse
     sol: PLSSolution
     opt: OptimResult
     REML: bool
     data_name: str = "data"
+    data: pd.DataFrame | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ basics
     @property
     def formula(self) -> str:
         return self.parsed.formula
+
+    @property
+    def terms(self) -> list[RandomEffectsTerm]:
+        """The random-effects terms, one per grouping factor, in lme4's order."""
+        return self.design.terms
+
+    @property
+    def tmap(self) -> ThetaMap:
+        """θ ↔ Λ map of a one-factor model (see ``terms[i].tmap`` otherwise)."""
+        return self.design._only_term("tmap").tmap
 
     @property
     def nobs(self) -> int:
@@ -70,14 +120,20 @@ class LmerResult:
 
     @property
     def ngroups(self) -> pd.Series:
-        """Number of levels of each grouping factor (R: ``ngrps(m)``)."""
-        return pd.Series({self.design.group_name: len(self.design.levels)}, dtype=int)
+        """Number of levels of each grouping factor (R: ``ngrps(m)``), in lme4's order."""
+        return pd.Series({t.name: t.nlevels for t in self.terms}, dtype=int)
+
+    @property
+    def ngrps(self) -> pd.Series:
+        """The same as :attr:`ngroups` (lme4's name)."""
+        return self.ngroups
 
     @property
     def group_sizes(self) -> pd.Series:
-        """Observations per group, indexed by group level."""
-        counts = np.bincount(self.design.groups, minlength=len(self.design.levels))
-        return pd.Series(counts, index=self.design.levels, name="n")
+        """Observations per group of a one-factor model, indexed by group level."""
+        t = self.design._only_term("group_sizes")
+        counts = np.bincount(t.codes, minlength=t.nlevels)
+        return pd.Series(counts, index=t.levels, name="n")
 
     @property
     def sigma(self) -> float:
@@ -85,13 +141,23 @@ class LmerResult:
         return self.sol.sigma(self.REML)
 
     @property
+    def n_theta(self) -> int:
+        """Number of covariance parameters θ."""
+        return self.predictor.n_theta
+
+    @property
+    def converged(self) -> bool:
+        """Whether the optimum passed the convergence check."""
+        return bool(self.opt.converged)
+
+    @property
     def theta(self) -> pd.Series:
         """Relative covariance parameters (R: ``getME(m, "theta")``)."""
-        g = self.design.group_name
         names = []
-        for r, c in zip(self.tmap.rows, self.tmap.cols):
-            zr, zc = self.design.z_names[r], self.design.z_names[c]
-            names.append(f"{g}.{zr}" if r == c else f"{g}.{zr}.{zc}")
+        for t in self.terms:
+            for r, c in zip(t.tmap.rows, t.tmap.cols, strict=True):
+                zr, zc = t.z_names[r], t.z_names[c]
+                names.append(f"{t.name}.{zr}" if r == c else f"{t.name}.{zr}.{zc}")
         return pd.Series(self.sol.theta, index=names, name="theta")
 
     # ---------------------------------------------------------- fixed effects
@@ -103,7 +169,8 @@ class LmerResult:
     @property
     def vcov(self) -> pd.DataFrame:
         """Covariance of β̂, ``σ² (Xᵀ V⁻¹ X)⁻¹`` (R: ``vcov(m)``)."""
-        v = fixed_vcov(self.sol, self.sigma)
+        p = len(self.sol.beta)
+        v = self.sigma**2 * cho_solve((self.sol.RX, True), np.eye(p), check_finite=False)
         return pd.DataFrame(v, index=self.design.x_names, columns=self.design.x_names)
 
     @property
@@ -112,63 +179,89 @@ class LmerResult:
         return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.design.x_names, name="std_error")
 
     # --------------------------------------------------------- random effects
-    @property
-    def ranef(self) -> pd.DataFrame:
-        """Conditional modes of the random effects, groups × terms (R: ``ranef(m)$g``)."""
-        return pd.DataFrame(self.sol.b, index=self.design.levels, columns=self.design.z_names)
+    def _per_factor(self, tables: dict[str, pd.DataFrame]):
+        return next(iter(tables.values())) if len(tables) == 1 else tables
+
+    def _ranef_tables(self) -> dict[str, pd.DataFrame]:
+        return {t.name: pd.DataFrame(b, index=t.levels, columns=t.z_names)
+                for t, b in zip(self.terms, self.sol.b_blocks(), strict=True)}
 
     @property
-    def condvar(self) -> np.ndarray:
-        """Conditional covariance matrices of the random effects, shape (groups, q, q)."""
-        return conditional_variances(self.sol, self.sigma)
+    def ranef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects, levels × terms (R: ``ranef(m)``).
+
+        One DataFrame for a one-factor model (R's ``ranef(m)$g``); a dict of
+        them keyed by factor name for several.
+        """
+        return self._per_factor(self._ranef_tables())
+
+    def _condvar_list(self) -> list[np.ndarray]:
+        s2 = self.sigma**2
+        return [s2 * blk for blk in self.sol.factor.condvar_blocks()]
 
     @property
-    def se_ranef(self) -> pd.DataFrame:
-        """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)$g``)."""
-        sd = np.sqrt(np.diagonal(self.condvar, axis1=1, axis2=2))
-        return pd.DataFrame(sd, index=self.design.levels, columns=self.design.z_names)
+    def condvar(self) -> np.ndarray | dict[str, np.ndarray]:
+        """Conditional covariance matrices of the random effects, shape (levels, k, k).
+
+        lme4's ``ranef(m, condVar = TRUE)`` ``postVar``; a dict by factor for
+        several factors.
+        """
+        cv = self._condvar_list()
+        return cv[0] if len(cv) == 1 else {t.name: c for t, c in zip(self.terms, cv, strict=True)}
 
     @property
-    def coef(self) -> pd.DataFrame:
-        """Fixed plus random effects for every group (R: ``coef(m)$g``).
+    def se_ranef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)``)."""
+        out = {}
+        for t, cv in zip(self.terms, self._condvar_list(), strict=True):
+            sd = np.sqrt(np.diagonal(cv, axis1=1, axis2=2))
+            out[t.name] = pd.DataFrame(sd, index=t.levels, columns=t.z_names)
+        return self._per_factor(out)
+
+    @property
+    def coef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Fixed plus random effects for every level (R: ``coef(m)``).
 
         Columns are all fixed effects, in the order of ``fixef``; a random
         term without a matching fixed effect (e.g. ``(0 + x | g)`` with no
-        ``x`` in the fixed part) is appended, as lme4 does.
+        ``x`` in the fixed part) is appended, as lme4 does. A dict by factor
+        for several factors (each factor's table adds only its own effects).
         """
         fe = self.fixef
-        re = self.ranef
-        out = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
-        for name in re.columns:
-            if name in out.columns:
-                out[name] = out[name] + re[name]
-            else:
-                out[name] = re[name]
-        return out
+        out = {}
+        for name, re in self._ranef_tables().items():
+            tab = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
+            for col in re.columns:
+                if col in tab.columns:
+                    tab[col] = tab[col] + re[col]
+                else:
+                    tab[col] = re[col]
+            out[name] = tab
+        return self._per_factor(out)
 
     # ------------------------------------------------- variance components
-    def _covariance_blocks(self) -> list[tuple[list[str], np.ndarray]]:
-        lam = self.sol.Lambda
+    def _covariance_blocks(self) -> list[tuple[str, list[str], np.ndarray]]:
+        """(lme4 label, column names, covariance) of every covariance block, in lme4's order."""
         s2 = self.sigma**2
         blocks = []
-        for start, stop, _ in self.tmap.blocks:
-            sub = lam[start:stop, start:stop]
-            blocks.append((self.design.z_names[start:stop], s2 * sub @ sub.T))
+        for t, lam in zip(self.terms, self.sol.Lambdas, strict=True):
+            for label, (start, stop, _) in zip(t.block_labels(), t.blocks, strict=True):
+                sub = lam[start:stop, start:stop]
+                blocks.append((label, t.z_names[start:stop], s2 * sub @ sub.T))
         return blocks
 
     @property
     def varcorr(self) -> pd.DataFrame:
         """Variance components (R: ``as.data.frame(VarCorr(m))``).
 
-        One row per variance (``var2`` missing) and per correlation, then the
-        residual. As in lme4, a second covariance block of the same grouping
-        factor (``(x || g)`` gives one block per term) is labelled ``g.1``. ``vcov`` holds variances and covariances; ``sdcor`` holds
-        standard deviations and correlations.
+        One row per variance (``var2`` missing) and per correlation, block
+        by block in lme4's order, then the residual. As in lme4, a second
+        covariance block of the same grouping factor (``(x || g)`` gives one
+        block per term) is labelled ``g.1``. ``vcov`` holds variances and
+        covariances; ``sdcor`` holds standard deviations and correlations.
         """
-        g = self.design.group_name
         rows = []
-        for bi, (names, cov) in enumerate(self._covariance_blocks()):
-            label = g if bi == 0 else f"{g}.{bi}"  # lme4 names further blocks of g g.1, g.2 (e.g. ||)
+        for label, names, cov in self._covariance_blocks():
             sd = np.sqrt(np.diag(cov))
             for i, n in enumerate(names):
                 rows.append((label, n, None, cov[i, i], sd[i]))
@@ -183,15 +276,15 @@ class LmerResult:
 
     @property
     def is_singular(self) -> bool:
-        """Whether the fit is on the boundary (R: ``isSingular(m)``, tol = 1e-4)."""
-        th = self.sol.theta[self.tmap.is_diag]
+        """Whether the fit is on the boundary (R: ``isSingular(m)``, tol = 1e-4), any block."""
+        th = self.sol.theta[self.predictor.is_diag]
         return bool(np.any(th < SINGULAR_TOL))
 
     # ------------------------------------------------------- likelihood
     @property
     def npar(self) -> int:
         """Parameters counted by R's ``logLik`` df: β, θ and σ."""
-        return len(self.sol.beta) + self.tmap.size + 1
+        return len(self.sol.beta) + self.n_theta + 1
 
     @property
     def deviance(self) -> float:
@@ -214,22 +307,18 @@ class LmerResult:
 
         The function the optimiser minimised (lme4: ``getME(m, "devfun")``);
         at ``m.theta`` it equals ``reml_criterion`` (REML fits) or
-        ``deviance`` (ML fits).
+        ``deviance`` (ML fits). ``inf`` where undefined.
         """
-        from .engine import criterion
-
         theta = np.atleast_1d(np.asarray(theta, dtype=float))
-        if theta.shape != (self.tmap.size,):
-            raise ValueError(f"theta must have {self.tmap.size} value(s), got {theta.size}.")
-        return float(criterion(theta, self._stats, self.tmap, self.REML))
+        if theta.shape != (self.n_theta,):
+            raise ValueError(f"theta must have {self.n_theta} value(s), got {theta.size}.")
+        return float(self.response.objective(theta))
 
     @property
     def reml_criterion(self) -> float:
         """The REML criterion at convergence (−2 × REML log-likelihood)."""
         if not self.REML:
-            from .engine import pls
-
-            return pls(self.sol.theta, self._stats, self.tmap).deviance(True)
+            return self.sol.deviance(True)
         return self.opt.fun
 
     @property
@@ -251,21 +340,62 @@ class LmerResult:
     def df_resid(self) -> int:
         return self.nobs - self.npar
 
+    # ------------------------------------------------ engine (internal contract)
+    def _pls_at(self, theta) -> PLSSolution:
+        """The fit's PLS solution at another θ (same data, same REML flag)."""
+        return self.response.pls(np.asarray(theta, dtype=float))
+
+    def _zlambda(self, theta, u) -> np.ndarray:
+        """``Z Λ_θ u`` (see :meth:`LinearPredictor.zlambda`)."""
+        return self.predictor.zlambda(np.asarray(theta, dtype=float), u)
+
+    def _refit(self, y=None, X=None, *, REML=None, theta0=None) -> LmerResult:
+        """Refit with the same random-effects design; new response and/or fixed-effects matrix.
+
+        No warnings are emitted: the result says ``converged`` and
+        ``is_singular``. ``X``'s column names are the fit's if its number of
+        columns is unchanged, else ``X1, X2, …``.
+        """
+        from dataclasses import replace
+
+        from .fit import _fit
+
+        d = self.design
+        changes = {}
+        if y is not None:
+            y = np.asarray(y, dtype=float)
+            if y.shape != d.y.shape:
+                raise ValueError(f"y must have shape {d.y.shape}, got {y.shape}.")
+            changes["y"] = y
+        if X is not None:
+            X = np.asarray(X, dtype=float)
+            if X.ndim != 2 or X.shape[0] != d.X.shape[0]:
+                raise ValueError(f"X must have {d.X.shape[0]} rows.")
+            changes["X"] = X
+            changes["x_names"] = (list(d.x_names) if X.shape[1] == d.X.shape[1]
+                                  else [f"X{i + 1}" for i in range(X.shape[1])])
+        design = replace(d, **changes) if changes else d
+        reml = self.REML if REML is None else REML
+        predictor = self.predictor if X is None else None
+        return _fit(self.parsed, design, reml, self.data_name, self.data, theta0=theta0, warn=False,
+                    predictor=predictor)
+
     # ------------------------------------------------ fitted and residuals
-    def _linear_predictor(self, X: np.ndarray, Z: np.ndarray | None, codes: np.ndarray | None) -> np.ndarray:
+    def _eta(self, X: np.ndarray, Zs: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """``Xβ`` plus each included factor's ``z_i · b[code_i]`` (code −1: no effect)."""
         eta = X @ self.sol.beta
-        if Z is not None:
-            b = self.sol.b
+        blocks = dict(zip([t.name for t in self.terms], self.sol.b_blocks(), strict=True))
+        for name, (Z, codes) in Zs.items():
             known = codes >= 0
-            contrib = np.einsum("nq,nq->n", Z[known], b[codes[known]])
-            eta[known] += contrib
+            eta[known] += np.einsum("nq,nq->n", Z[known], blocks[name][codes[known]])
         return eta
 
     @property
     def fitted(self) -> pd.Series:
         """Fitted values including the random effects (R: ``fitted(m)``)."""
         d = self.design
-        return pd.Series(self._linear_predictor(d.X, d.Z, d.groups), index=d.row_index, name="fitted")
+        Zs = {t.name: (t.Z, t.codes) for t in self.terms}
+        return pd.Series(self._eta(d.X, Zs), index=d.row_index, name="fitted")
 
     def residuals(self, scaled: bool = False) -> pd.Series:
         """Response residuals ``y − fitted`` (R: ``residuals(m)``).
@@ -278,6 +408,23 @@ class LmerResult:
             r = r / self.sigma
         return pd.Series(r, index=self.design.row_index, name="scaled_resid" if scaled else "resid")
 
+    def _new_codes(self, newdata: pd.DataFrame, names: set[str], allow_new_levels: bool) -> dict:
+        """Per included factor: (Z of newdata, level codes), new levels checked."""
+        out = {}
+        for t in self.terms:
+            if t.name not in names:
+                continue
+            codes = new_factor_codes(t, newdata)
+            if (codes < 0).any() and not allow_new_levels:
+                cols = list(t.columns)
+                new = sorted(set(newdata.loc[codes < 0, cols].astype(str).agg(":".join, axis=1)))
+                raise ValueError(
+                    f"New level(s) {', '.join(new)} of {t.name!r} not in the fitted data; pass "
+                    "allow_new_levels=True to predict them with random effects of zero."
+                )
+            out[t.name] = (new_random_matrix(t, newdata), codes)
+        return out
+
     def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = False) -> pd.Series:
         """Predictions, as R's ``predict(m, newdata, re.form, allow.new.levels)``.
 
@@ -285,117 +432,28 @@ class LmerResult:
         ----------
         newdata : DataFrame, optional
             Data to predict for; the fitted data if omitted.
-        re_form : None or "~0"
-            ``None`` (R's ``re.form = NULL``) adds each group's random
+        re_form : None, "~0" or a formula of random terms
+            ``None`` (R's ``re.form = NULL``) adds every factor's random
             effects; ``"~0"`` (R's ``re.form = NA`` or ``~0``) gives the
-            population-level prediction ``Xβ̂``.
+            population-level prediction ``Xβ̂``; ``"~(1 | stusps)"`` adds
+            only the named factors' effects.
         allow_new_levels : bool
-            Whether a group absent from the fit is allowed; it gets random
-            effects of zero, i.e. the population-level prediction.
+            Whether a level absent from the fit is allowed; it gets random
+            effects of zero for that factor, so a new county in a known state
+            gets its state's effect.
         """
-        exclude = _is_na_re_form(re_form)
+        names = _re_form_factors(re_form, self.terms)
         d = self.design
         if newdata is None:
-            return pd.Series(self._linear_predictor(d.X, None if exclude else d.Z, d.groups),
-                             index=d.row_index, name="prediction")
+            Zs = {t.name: (t.Z, t.codes) for t in self.terms if t.name in names}
+            return pd.Series(self._eta(d.X, Zs), index=d.row_index, name="prediction")
         if not isinstance(newdata, pd.DataFrame):
             raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
         X = new_fixed_matrix(d, newdata)
-        if exclude:
-            return pd.Series(X @ self.sol.beta, index=newdata.index, name="prediction")
-        g = d.group_name
-        if g not in newdata.columns:
-            raise ValueError(
-                f"newdata has no column {g!r}, needed for the random effects; pass "
-                "re_form='~0' for population-level predictions."
-            )
-        if newdata[g].isna().any():
-            raise ValueError(f"newdata's grouping column {g!r} has missing values.")
-        codes = d.levels.get_indexer(newdata[g])
-        new = sorted(set(newdata[g][codes < 0].astype(str)))
-        if new and not allow_new_levels:
-            raise ValueError(
-                f"New level(s) {', '.join(new)} of {g!r} not in the fitted data; pass "
-                "allow_new_levels=True to predict them with random effects of zero."
-            )
-        Z = new_random_matrix(d, newdata)
-        return pd.Series(self._linear_predictor(X, Z, codes), index=newdata.index, name="prediction")
-
-    # ------------------------------------- internal contract (CONTRACT.md, section 2)
-    # Today's one-factor implementation; the engine rewrite (branch `engine`) replaces it.
-    @property
-    def n_theta(self) -> int:
-        """Number of covariance parameters θ."""
-        return self.tmap.size
-
-    @property
-    def converged(self) -> bool:
-        """Whether the optimum passed lme4's gradient check."""
-        return bool(self.opt.converged)
-
-    def _pls_at(self, theta) -> PLSSolution:
-        """The penalised least-squares solution at another θ (same data)."""
-        from .engine import pls
-
-        return pls(np.asarray(theta, dtype=float), self._stats, self.tmap)
-
-    def _zlambda(self, theta, u) -> np.ndarray:
-        """``Z Λ_θ u`` for ``u`` of shape (q,) or (q, k), q = groups × terms, group-major."""
-        d = self.design
-        J, qq = len(d.levels), d.Z.shape[1]
-        u = np.asarray(u, dtype=float)
-        k = None if u.ndim == 1 else u.shape[1]
-        U = u.reshape(J, qq, -1)  # (J, qq, k)
-        B = np.einsum("rc,jck->jrk", self.tmap.Lambda(np.asarray(theta, dtype=float)), U)
-        out = np.einsum("nr,nrk->nk", d.Z, B[d.groups])
-        return out[:, 0] if k is None else out
-
-    def _refit(self, y=None, X=None, *, REML=None, theta0=None) -> "LmerResult":
-        """Refit to a new response and/or fixed-effects matrix with the same random-effects design.
-
-        Cross-products that do not involve ``y`` are reused when ``X`` is
-        unchanged. No warnings; the result's ``converged`` and
-        ``is_singular`` say how the fit went.
-        """
-        from dataclasses import replace
-
-        from .engine import SufficientStats, optimize_theta, pls, sufficient_stats
-
-        d = self.design
-        reml = self.REML if REML is None else bool(REML)
-        y = d.y if y is None else np.asarray(y, dtype=float)
-        if y.shape != d.y.shape:
-            raise ValueError(f"y must have {d.y.shape[0]} values, got shape {y.shape}.")
-        if X is None:
-            X, names, old = d.X, d.x_names, self._stats
-            J = old.ZtZ.shape[0]
-            Zty = np.stack([np.bincount(d.groups, weights=d.Z[:, a] * y, minlength=J)
-                            for a in range(d.Z.shape[1])], axis=1)
-            stats = SufficientStats(ZtZ=old.ZtZ, ZtX=old.ZtX, Zty=Zty, XtX=old.XtX, Xty=X.T @ y,
-                                    yty=float(y @ y), n=old.n)
-        else:
-            X = np.asarray(X, dtype=float)
-            if X.ndim != 2 or X.shape[0] != d.y.shape[0]:
-                raise ValueError(f"X must have {d.y.shape[0]} rows, got shape {X.shape}.")
-            names = d.x_names if X.shape[1] == len(d.x_names) else [f"X{i + 1}" for i in range(X.shape[1])]
-            stats = sufficient_stats(y, X, d.Z, d.groups, len(d.levels))
-        start = self.sol.theta if theta0 is None else np.asarray(theta0, dtype=float)
-        opt = optimize_theta(stats, self.tmap, reml=reml, theta0=start)
-        sol = pls(opt.theta, stats, self.tmap)
-        out = replace(self, design=replace(d, y=y, X=X, x_names=list(names)), sol=sol, opt=opt, REML=reml)
-        out._stats_cache = stats
-        return out
+        Zs = self._new_codes(newdata, names, allow_new_levels)
+        return pd.Series(self._eta(X, Zs), index=newdata.index, name="prediction")
 
     # ----------------------------------------------------------- printing
-    @property
-    def _stats(self):
-        from .engine import sufficient_stats
-
-        if not hasattr(self, "_stats_cache"):
-            d = self.design
-            self._stats_cache = sufficient_stats(d.y, d.X, d.Z, d.groups, len(d.levels))
-        return self._stats_cache
-
     def _header(self) -> list[str]:
         how = "REML" if self.REML else "maximum likelihood "
         return [
@@ -411,18 +469,19 @@ class LmerResult:
         vals = [self.aic, self.bic, self.loglik, self.deviance, float(self.df_resid)]
         names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
         # lme4's .prt.aictab rounds the table to one decimal.
-        cells = [f"{v:.1f}" if n != "df.resid" else str(int(v)) for n, v in zip(names, vals)]
+        cells = [f"{v:.1f}" if n != "df.resid" else str(int(v)) for n, v in zip(names, vals, strict=True)]
         return [format_table([cells], header=names)]
 
+    def _groups_line(self) -> str:
+        groups = "; ".join(f"{t.name}, {t.nlevels}" for t in self.terms)
+        return f"Number of obs: {self.nobs}, groups:  {groups}"
+
     def _varcorr_lines(self, sd_only: bool = False) -> list[str]:
-        g = self.design.group_name
         blocks = self._covariance_blocks()
         rows, variances, sds, corrs = [], [], [], []
-        max_q = max(len(n) for n, _ in blocks)
-        for bi, (names, cov) in enumerate(blocks):
+        max_q = max(len(n) for _, n, _ in blocks)
+        for label, names, cov in blocks:
             sd = np.sqrt(np.diag(cov))
-            # lme4 labels each covariance block of one factor g, g.1, g.2, ... (e.g. for ||).
-            label = g if bi == 0 else f"{g}.{bi}"
             for i, n in enumerate(names):
                 rows.append([label if i == 0 else "", n])
                 variances.append(cov[i, i])
@@ -442,7 +501,7 @@ class LmerResult:
         if has_corr:
             header += ["Corr"] + [""] * (max_q - 2)
         table = []
-        for r, v, s, c in zip(rows, v_str, s_str, corrs):
+        for r, v, s, c in zip(rows, v_str, s_str, corrs, strict=True):
             line = r + ([s] if sd_only else [v, s])
             if has_corr:
                 line += c + [""] * (max_q - 1 - len(c))
@@ -488,7 +547,7 @@ class LmerResult:
         header = [abbreviate(n, 6) for n in names[:-1]]
         return ["Correlation of Fixed Effects:", format_table(rows, header=header, row_names=names[1:])]
 
-    def summary(self, ddf: str | None = None) -> "LmerSummary":
+    def summary(self, ddf: str | None = None) -> LmerSummary:
         """The lme4 ``summary(m)`` printout, as an object whose ``str`` is the text.
 
         ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` prints lmerTest's
@@ -506,8 +565,7 @@ class LmerResult:
                 "['lmerModLmerTest']"
         lines += self._scaled_residual_lines() + [""]
         lines += ["Random effects:"] + self._varcorr_lines()
-        g = self.design.group_name
-        lines += [f"Number of obs: {self.nobs}, groups:  {g}, {len(self.design.levels)}", ""]
+        lines += [self._groups_line(), ""]
         if ddf is None:
             lines += self._fixef_lines()
         else:
@@ -525,8 +583,7 @@ class LmerResult:
 
     def __repr__(self) -> str:
         lines = self._header() + self._fit_criteria() + ["Random effects:"] + self._varcorr_lines(sd_only=True)
-        g = self.design.group_name
-        lines += [f"Number of obs: {self.nobs}, groups:  {g}, {len(self.design.levels)}", "Fixed Effects:"]
+        lines += [self._groups_line(), "Fixed Effects:"]
         fe = self.fixef
         vals = r_format(fe.to_numpy(), 5)
         lines.append(format_table([vals], header=list(fe.index)))

@@ -27,7 +27,8 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
         For ``lmer`` fits, any of ``"fixed"``, ``"ran_pars"`` (standard
         deviations and correlations of the random effects, and the residual
         SD), ``"ran_vals"`` (conditional modes with their conditional SDs),
-        ``"ran_coefs"`` (group-wise coefficients). Default
+        ``"ran_coefs"`` (group-wise coefficients); with several grouping
+        factors the ``group`` column names the factor. Default
         ``["fixed", "ran_pars"]``, as broom.mixed. Ignored for ``lm`` fits.
     conf_int : bool, default False
         Add Wald intervals ``conf_low``/``conf_high`` (t-based for ``lm``,
@@ -86,9 +87,12 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
     bad = [e for e in effects if e not in _LMER_EFFECTS]
     if bad:
         raise ValueError(f"Unknown effects {bad}; choose from {list(_LMER_EFFECTS)}.")
+    from .inference import coef as mh_coef
+    from .inference import ranef as mh_ranef
+    from .inference import se_ranef as mh_se_ranef
+
     crit = stats.norm.ppf(0.5 + conf_level / 2)
     parts = []
-    g = model.design.group_name
     for eff in effects:
         if eff == "fixed":
             fe, se = model.fixef, model.se_fixef
@@ -119,22 +123,28 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
             part = pd.DataFrame(rows, columns=["group", "term", "estimate"])
             part.insert(0, "effect", "ran_pars")
         elif eff == "ran_vals":
-            re, se = model.ranef, model.se_ranef
-            long = re.stack().rename("estimate").reset_index()
-            long.columns = ["level", "term", "estimate"]
-            long["std_error"] = se.stack().to_numpy()
-            long.insert(0, "group", g)
-            long.insert(0, "effect", "ran_vals")
-            part = long
+            longs = []
+            for t in model.terms:
+                re, se = mh_ranef(model, t.name), mh_se_ranef(model, t.name)
+                long = re.stack().rename("estimate").reset_index()
+                long.columns = ["level", "term", "estimate"]
+                long["std_error"] = se.stack().to_numpy()
+                long.insert(0, "group", t.name)
+                longs.append(long)
+            part = pd.concat(longs, ignore_index=True)
+            part.insert(0, "effect", "ran_vals")
             if conf_int:
                 part["conf_low"] = part.estimate - crit * part.std_error
                 part["conf_high"] = part.estimate + crit * part.std_error
         else:  # ran_coefs
-            long = model.coef.stack().rename("estimate").reset_index()
-            long.columns = ["level", "term", "estimate"]
-            long.insert(0, "group", g)
-            long.insert(0, "effect", "ran_coefs")
-            part = long
+            longs = []
+            for t in model.terms:
+                long = mh_coef(model, t.name).stack().rename("estimate").reset_index()
+                long.columns = ["level", "term", "estimate"]
+                long.insert(0, "group", t.name)
+                longs.append(long)
+            part = pd.concat(longs, ignore_index=True)
+            part.insert(0, "effect", "ran_coefs")
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     cols = ["effect", "group", "level", "term", "estimate", "std_error", "statistic", "df", "p_value",
@@ -264,7 +274,7 @@ def anova(*models, refit: bool = True, ddf: str = "Satterthwaite", **named) -> p
 
 
 def _model_frame(m: LmerResult) -> pd.DataFrame:
-    frame = getattr(m, "_data", None)
+    frame = m.data
     if frame is None:
         raise ValueError("This model does not keep its data; refit it with REML=False yourself.")
     return frame

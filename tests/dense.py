@@ -85,3 +85,70 @@ def brute_force_minimum(fun, x0, n_starts: int = 4, seed: int = 0):
         if r.fun < best[0]:
             best = (float(r.fun), r.x)
     return best
+
+
+# --------------------------------------------------------------------------- #
+# Several random-effects terms: Z = all terms side by side, Λ block diagonal.
+# --------------------------------------------------------------------------- #
+
+
+def dense_term_lambda(blocks, k: int, theta) -> np.ndarray:
+    """A term's k × k factor from its covariance blocks, θ column-major lower triangle per block."""
+    lam = np.zeros((k, k))
+    pos = 0
+    for start, stop, _ in blocks:
+        for c in range(start, stop):
+            for r in range(c, stop):
+                lam[r, c] = theta[pos]
+                pos += 1
+    return lam
+
+
+def dense_multi(theta, y, X, terms, reml: bool, weights=None) -> dict:
+    """Everything from V = W⁻¹ + Z Λ Λᵀ Zᵀ (σ² profiled), for a list of terms.
+
+    ``terms`` are objects with ``Z`` (n × k), ``codes``, ``nlevels`` and
+    ``blocks``; θ is split across them in order. Returns the criterion, β̂,
+    σ̂, vcov, the flat BLUPs b (term by term, level by level) and each
+    term's conditional covariance blocks (levels × k × k).
+    """
+    n, p = X.shape
+    Zs, lams, pos = [], [], 0
+    for t in terms:
+        k = t.Z.shape[1]
+        m = sum((b - a) * (b - a + 1) // 2 for a, b, _ in t.blocks)
+        lams.append(np.kron(np.eye(t.nlevels), dense_term_lambda(t.blocks, k, theta[pos:pos + m])))
+        pos += m
+        Zs.append(dense_Z(t.Z, t.codes, t.nlevels))
+    Zf = np.hstack(Zs)
+    qs = [z.shape[1] for z in Zs]
+    lam = np.zeros((sum(qs), sum(qs)))
+    off = 0
+    for L in lams:
+        lam[off:off + L.shape[0], off:off + L.shape[0]] = L
+        off += L.shape[0]
+    G = lam @ lam.T
+    Winv = np.eye(n) if weights is None else np.diag(1.0 / np.asarray(weights))
+    V = Winv + Zf @ G @ Zf.T
+    Vinv = np.linalg.inv(V)
+    XtVX = X.T @ Vinv @ X
+    beta = np.linalg.solve(XtVX, X.T @ Vinv @ y)
+    r = y - X @ beta
+    quad = r @ Vinv @ r
+    logdetV = np.linalg.slogdet(V)[1] - (0.0 if weights is None else -np.sum(np.log(weights)))
+    if reml:
+        s2 = quad / (n - p)
+        crit = logdetV + np.linalg.slogdet(XtVX)[1] + (n - p) * (1 + np.log(2 * np.pi * s2))
+    else:
+        s2 = quad / n
+        crit = logdetV + n * (1 + np.log(2 * np.pi * s2))
+    b = G @ Zf.T @ Vinv @ r
+    C = s2 * (G - G @ Zf.T @ Vinv @ Zf @ G)
+    condvar, off = [], 0
+    for t in terms:
+        k = t.Z.shape[1]
+        condvar.append(np.array([C[off + j * k:off + (j + 1) * k, off + j * k:off + (j + 1) * k]
+                                 for j in range(t.nlevels)]))
+        off += t.nlevels * k
+    return {"criterion": crit, "beta": beta, "sigma": np.sqrt(s2), "vcov": s2 * np.linalg.inv(XtVX),
+            "b": b, "condvar": condvar, "quad": quad, "Z": Zf, "Lambda": lam}

@@ -24,7 +24,6 @@ import statsmodels.formula.api as smf
 from scipy.optimize import minimize_scalar
 
 import mlmhelpers as mh
-from mlmhelpers.engine import criterion
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "book" / "05_how_lmer_works.ipynb"
@@ -179,8 +178,8 @@ def test_criterion_curve_minimum_is_the_fitted_theta(arrests, reml) -> None:
     theta_hat = float(model.sol.theta[0])
     step = 1e-4
     grid = theta_hat + step * np.arange(-500, 501)
-    values = np.array([criterion(np.array([t]), model._stats, model.tmap, reml) for t in grid])
-    at_hat = criterion(np.array([theta_hat]), model._stats, model.tmap, reml)
+    values = np.array([model.criterion(t) for t in grid])
+    at_hat = model.criterion(theta_hat)
     assert at_hat == pytest.approx(model.opt.fun, abs=1e-9)
     assert abs(grid[np.argmin(values)] - theta_hat) <= step
     assert values.min() >= at_hat - 1e-9

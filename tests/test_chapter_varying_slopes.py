@@ -146,7 +146,7 @@ def test_glued_variance_components_match_the_model(glued, fits):
 
 def test_glued_state_slopes_match_the_model(glued, fits, data):
     m = fits["slope"]
-    slopes = m.sol.beta[1] + m.sol.b[:, 1]  # fixed slope + conditional mode, per state
+    slopes = m.sol.beta[1] + m.sol.b.reshape(-1, 2)[:, 1]  # fixed slope + conditional mode (sol.b is flat, level by level)
     se = np.sqrt(m.condvar[:, 1, 1])
     levels = list(m.design.levels)
     assert glued["steepest"] == levels[int(np.argmax(slopes))] == "AK"

@@ -146,8 +146,12 @@ def test_predict(m_ri, arrests):
     p = m_ri.predict(new, allow_new_levels=True)
     assert p.iloc[1] == pytest.approx(m_ri.fixef.iloc[0] + 10 * m_ri.fixef.iloc[1])
     assert p.iloc[0] == pytest.approx(m_ri.coef.loc["AK", "(Intercept)"] + 10 * m_ri.fixef.iloc[1])
+    # A formula of random terms keeps only the factors it names (here: the only one).
+    np.testing.assert_allclose(m_ri.predict(new, re_form="~(1|stusps)", allow_new_levels=True), p)
+    with pytest.raises(ValueError, match="re_form names grouping factor"):
+        m_ri.predict(new, re_form="~(1|county)")
     with pytest.raises(ValueError, match="re_form"):
-        m_ri.predict(new, re_form="~(1|stusps)")
+        m_ri.predict(new, re_form="~x")
 
 
 def test_repr_is_short_and_names_the_formula(m_ri):
@@ -234,11 +238,6 @@ def test_single_level_grouping_factor(toy):
     one = toy.assign(g="a")
     with pytest.raises(ValueError, match="single level"):
         mh.lmer("y ~ x + (1 | g)", one)
-
-
-def test_second_grouping_factor_not_supported(toy):
-    with pytest.raises(NotImplementedError, match="more than one grouping factor"):
-        mh.lmer("y ~ x + (1 | g) + (1 | h)", toy)
 
 
 def test_empty_data(toy):

@@ -27,7 +27,6 @@ from scipy import stats  # noqa: E402
 import mlmhelpers as mh  # noqa: E402
 from mlmhelpers import plots as P  # noqa: E402
 from mlmhelpers.datasets import FACULTY_DEPARTMENTS  # noqa: E402
-from mlmhelpers.engine import criterion  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("error::matplotlib.MatplotlibDeprecationWarning")
 
@@ -563,7 +562,7 @@ def test_criterion_curve_marks_optimum(ml):
     xs, ys = curve.get_xdata(), curve.get_ydata()
     assert theta in xs and xs[0] == 0 and np.all(np.diff(xs) > 0)
     assert xs[np.argmin(ys)] == theta  # the marked point is the minimum of the curve
-    assert ys[0] == pytest.approx(criterion(np.array([0.0]), ml._stats, ml.tmap, True))
+    assert ys[0] == pytest.approx(ml.criterion(0.0))
     assert ax.get_ylabel() == "REML criterion" and "θ" in ax.get_xlabel() or "theta" in ax.get_xlabel()
 
 
