@@ -118,3 +118,19 @@ def test_tidy_ddf(m_ri):
     assert fixed["df"].to_numpy() == pytest.approx([69.8987597908, 4283.4201228316], rel=1e-6)
     assert fixed["std_error"].to_numpy() == pytest.approx([0.3878084461942, 0.0102922939753], rel=1e-7)
     assert "df" not in tidy(m_ri).columns
+
+
+def test_coming_from_r_maps_the_inference_calls():
+    """book/coming_from_r.md has a row for each R inference call, naming a function that exists
+    (test_chapter_how_lmer_works.py checks every mh.* name of the table against __all__)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "book" / "coming_from_r.md").read_text(encoding="utf-8")
+    rows = text.split("\n* - ")
+    for r_call, py in [("summary(m, ddf = \"Kenward-Roger\")", "m.summary(ddf="), ("anova(m)", "mh.anova(m)"),
+                       ("contest(m, L", "mh.contest("), ("confint(m)", "mh.confint(m, method=\"profile\")"),
+                       ("method = \"boot\"", "method=\"boot\""), ("bootMer(", "mh.bootstrap("),
+                       ("simulate(", "mh.simulate("), ("PBmodcomp(", "mh.pb_test(")]:
+        assert any(r_call in row.split("\n")[0] and py in row for row in rows), (r_call, py)
+    for name in ["contest", "profile", "bootstrap", "simulate", "pb_test", "confint", "anova", "tidy"]:
+        assert name in mh.__all__
