@@ -62,3 +62,29 @@ def solve_upper_t(L: np.ndarray, B: np.ndarray) -> np.ndarray:
             acc = acc - np.einsum("jk,jkm->jm", L[:, i + 1:, i], X[:, i + 1:, :])
         X[:, i, :] = acc / L[:, i, i][:, None]
     return X
+
+
+def lmul(A: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``A @ X_j`` for a shared ``A`` (a × k) and a stack ``X`` (J, k, m), as one matrix product.
+
+    NumPy's batched ``matmul`` pays a per-matrix overhead that dominates for
+    the tiny matrices of random-effects terms; one GEMM on the reshaped stack
+    does not.
+    """
+    J, k, m = X.shape
+    out = A @ X.transpose(1, 0, 2).reshape(k, J * m)
+    return np.ascontiguousarray(out.reshape(A.shape[0], J, m).transpose(1, 0, 2))
+
+
+def rmul(X: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """``X_j @ A`` for a stack ``X`` (J, a, k) and a shared ``A`` (k, m), as one matrix product."""
+    J, a, k = X.shape
+    return (X.reshape(J * a, k) @ A).reshape(J, a, A.shape[1])
+
+
+def bmm(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """``X_j @ Y_j`` for stacks (J, a, b) and (J, b, c): a loop over the small inner dimension."""
+    out = X[:, :, 0, None] * Y[:, None, 0, :]
+    for i in range(1, X.shape[2]):
+        out += X[:, :, i, None] * Y[:, None, i, :]
+    return out

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["ThetaMap", "RandomEffectsTerm", "independent_columns"]
+__all__ = ["ThetaMap", "RandomEffectsTerm", "independent_columns", "independent_columns_qr"]
 
 
 class ThetaMap:
@@ -178,6 +178,20 @@ class RandomEffectsTerm:
 
 
 def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """Indices of the columns R keeps (see :func:`independent_columns_qr`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlmhelpers.design import independent_columns
+    >>> x = np.arange(5.0)
+    >>> independent_columns(np.column_stack([np.ones(5), x, 2 * x, x**2])).tolist()
+    [0, 1, 3]
+    """
+    return independent_columns_qr(X, tol)[0]
+
+
+def independent_columns_qr(X: np.ndarray, tol: float = 1e-7) -> tuple[np.ndarray, tuple | None]:
     """Indices of the columns R keeps: each one not in the span of the kept earlier ones.
 
     This is what R's ``qr(X, tol = 1e-7)`` (LINPACK ``dqrdc2``, limited
@@ -188,13 +202,12 @@ def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     it recomputed, orthogonalised against the kept ones, so the cost is
     ``O(n p²)`` for a full-rank matrix.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from mlmhelpers.design import independent_columns
-    >>> x = np.arange(5.0)
-    >>> independent_columns(np.column_stack([np.ones(5), x, 2 * x, x**2])).tolist()
-    [0, 1, 3]
+    Returns
+    -------
+    keep : ndarray of int
+    qr : (Q, R) or None
+        The thin QR of ``X`` when no column is dropped (the engine reuses
+        it), else ``None``.
     """
     X = np.asarray(X, dtype=float)
     n, p = X.shape
@@ -207,14 +220,20 @@ def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
         if Q.shape[1]:
             B = B - Q @ (Q.T @ B)
             B = B - Q @ (Q.T @ B)  # twice is enough (Kahan–Parlett)
-        Qb, Rb = np.linalg.qr(B)
+        if not keep and len(remaining) == p:
+            Qb, Rb = np.linalg.qr(B)  # first pass: the whole QR, reused by the engine if full rank
+        else:
+            Qb, Rb = None, np.linalg.qr(B, mode="r")
         rel = np.abs(np.diag(Rb)) / norms[remaining]
         bad = np.flatnonzero(rel < tol)
         if bad.size == 0:
             keep.extend(remaining)
+            if Qb is not None:
+                return np.array(keep, dtype=np.intp), (Qb, Rb)
             break
         first = int(bad[0])
+        Qb = Qb[:, :first] if Qb is not None else (np.linalg.qr(B[:, :first])[0] if first else np.empty((n, 0)))
         keep.extend(remaining[:first])
         Q = np.hstack([Q, Qb[:, :first]])
         remaining = remaining[first + 1:]
-    return np.array(keep, dtype=np.intp)
+    return np.array(keep, dtype=np.intp), None

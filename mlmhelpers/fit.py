@@ -115,7 +115,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, data_name: str 
 def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: str, data: pd.DataFrame | None,
          *, theta0=None, warn: bool = True, predictor: LinearPredictor | None = None) -> LmerResult:
     """Build the engine for ``design``, optimise θ, return the result (no warnings)."""
-    lp = predictor if predictor is not None else LinearPredictor(design.X, design.terms)
+    lp = predictor if predictor is not None else LinearPredictor(design.X, design.terms, qr=design.x_qr)
     resp = GaussianResponse(lp, design.y, reml)
     scaled = ScaledTheta(lp)
     if scaled.is_identity:

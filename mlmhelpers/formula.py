@@ -20,7 +20,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import DataMismatchWarning, FormulaicError
 
-from .design import RandomEffectsTerm, independent_columns
+from .design import RandomEffectsTerm, independent_columns_qr
 
 __all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "DesignMatrices", "build_design"]
 
@@ -341,6 +341,8 @@ class DesignMatrices:
     row_index: pd.Index
     x_spec: object
     dropped_columns: list[str] = field(default_factory=list)
+    #: Thin QR (Q, R) of X computed by the rank check, reused by the engine (None if not available).
+    x_qr: tuple | None = field(default=None, repr=False)
 
     def _only_term(self, what: str) -> RandomEffectsTerm | None:
         if not self.terms:
@@ -500,14 +502,14 @@ def build_design(
         raise ValueError("The fixed-effects design matrix has infinite values.")
     if X.shape[1] == 0:
         raise ValueError(f"The formula {parsed.formula!r} has no fixed-effect columns.")
-    X, x_names, dropped = _drop_rank_deficient(X, x_names)
+    X, x_names, dropped, x_qr = _drop_rank_deficient(X, x_names)
 
     if not parsed.random:
         return DesignMatrices(y=y, X=X, x_names=x_names, terms=[], n_dropped=n_dropped,
-                              row_index=frame.index, x_spec=xm.model_spec, dropped_columns=dropped)
+                              row_index=frame.index, x_spec=xm.model_spec, dropped_columns=dropped, x_qr=x_qr)
     terms = _random_terms(parsed, frame, len(y))
     return DesignMatrices(y=y, X=X, x_names=x_names, terms=terms, n_dropped=n_dropped,
-                          row_index=frame.index, x_spec=xm.model_spec, dropped_columns=dropped)
+                          row_index=frame.index, x_spec=xm.model_spec, dropped_columns=dropped, x_qr=x_qr)
 
 
 def _factor_codes(frame: pd.DataFrame, cols: tuple[str, ...], name: str) -> tuple[np.ndarray, pd.Index]:
@@ -605,14 +607,14 @@ def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int) -> list[Ra
     return terms
 
 
-def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str], tuple | None]:
     """Drop columns that are linear combinations of earlier ones, as lme4 does (one QR, R's rule)."""
     p = X.shape[1]
     if p == 0:
-        return X, names, []
-    keep = independent_columns(X)
+        return X, names, [], None
+    keep, qr = independent_columns_qr(X)
     if len(keep) == p:
-        return X, names, []
+        return X, names, [], qr
     kept = set(keep.tolist())
     dropped = [names[j] for j in range(p) if j not in kept]
     warnings.warn(
@@ -621,7 +623,7 @@ def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, l
         UserWarning,
         stacklevel=4,
     )
-    return X[:, keep], [names[j] for j in keep], dropped
+    return X[:, keep], [names[j] for j in keep], dropped, None
 
 
 def _new_matrix(spec, newdata: pd.DataFrame, what: str):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import solve_lower, solve_upper_t
+from .blocks import bmm, lmul, rmul, solve_lower, solve_upper_t
 from .predictor import LinearPredictor, PLSSolution
 
 __all__ = ["GaussianResponse"]
@@ -149,22 +149,22 @@ class GaussianResponse:
         cp = lp._crossproducts(None)
         lam, L = fac.Lambdas[0], fac.L1
         S = cp.S1
-        G1 = solve_upper_t(L, solve_lower(L, np.matmul(lam.T, S))).sum(axis=0)
+        G1 = solve_upper_t(L, solve_lower(L, lmul(lam.T, S))).sum(axis=0)
         d_ldL2 = 2.0 * G1.T
         J, k = S.shape[0], S.shape[1]
         u = sol.u.reshape(J, k)
         b = sol.b.reshape(J, k)
-        W = self.stats.Zy1 - cp.ZQ1 @ sol.beta_q - np.matmul(S, b[:, :, None])[:, :, 0]
+        W = self.stats.Zy1 - cp.ZQ1.reshape(J * k, -1).dot(sol.beta_q).reshape(J, k) - bmm(S, b[:, :, None])[:, :, 0]
         d_r2 = -2.0 * (W.T @ u)
         n, p = sol.n, sol.p
         if self.reml:
             if p:
                 P = solve_upper_t(L, fac.RZX1)  # (J, k, p) = A⁻¹ Λᵀ ZᵀQ
                 Minv = np.linalg.inv(fac.RXq @ fac.RXq.T)
-                PM = P @ Minv
+                PM = rmul(P, Minv)
                 G2 = np.einsum("jqp,jsp->qs", PM, cp.ZQ1)
-                T = np.matmul(PM, np.swapaxes(P, 1, 2))
-                G3 = np.matmul(np.matmul(S, lam), T).sum(axis=0)
+                T = bmm(PM, np.swapaxes(P, 1, 2))
+                G3 = bmm(rmul(S, lam), T).sum(axis=0)
                 d_ldRX2 = -2.0 * G2.T + 2.0 * G3
             else:
                 d_ldRX2 = 0.0

@@ -372,6 +372,7 @@ class LmerResult:
             if X.ndim != 2 or X.shape[0] != d.X.shape[0]:
                 raise ValueError(f"X must have {d.X.shape[0]} rows.")
             changes["X"] = X
+            changes["x_qr"] = None
             changes["x_names"] = (list(d.x_names) if X.shape[1] == d.X.shape[1]
                                   else [f"X{i + 1}" for i in range(X.shape[1])])
         design = replace(d, **changes) if changes else d
