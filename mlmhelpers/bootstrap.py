@@ -160,12 +160,25 @@ def bootstrap(model: LmerResult, func: Callable | None = None, nsim: int = 500, 
     """
     from .profile import _progress
 
+    from .profile import _cv_to_sv, _theta_blocks
+
     model = _need_fit(model, "bootstrap")
     nsim = _check_nsim(nsim)
-    func = boot_stats if func is None else func
-    if not callable(func):
+    if func is None:  # the default statistics without pandas in the loop
+        blocks = _theta_blocks(model)
+
+        def values(fit):
+            sv = _cv_to_sv(blocks, np.asarray(fit.sol.theta, dtype=float), fit.sigma)
+            return np.concatenate([sv, np.asarray(fit.sol.beta, dtype=float)])
+
+        t0 = boot_stats(model)
+    elif callable(func):
+        t0 = _as_series(func(model))
+
+        def values(fit):
+            return _as_series(func(fit)).to_numpy(dtype=float)
+    else:
         raise TypeError("func must be a function of a fitted model, e.g. lambda fit: fit.fixef.")
-    t0 = _as_series(func(model))
     conditional = not _is_na_re_form(re_form)
     ystar = _simulate_matrix(model, nsim, np.random.default_rng(seed), conditional)
     theta0 = np.asarray(model.sol.theta, dtype=float)
@@ -176,7 +189,7 @@ def bootstrap(model: LmerResult, func: Callable | None = None, nsim: int = 500, 
         fit = model._refit(y=ystar[:, i], theta0=theta0)
         singular += bool(fit.is_singular)
         not_conv += not fit.converged
-        out[i] = _as_series(func(fit)).to_numpy(dtype=float)
+        out[i] = values(fit)
         bar.update(1)
     bar.close()
     res = pd.DataFrame(out, columns=t0.index)
