@@ -59,3 +59,14 @@ def test_crossed_simulate_moments(penicillin):
     j = int(np.flatnonzero((d["plate"] == d["plate"].iloc[0]) & (d["sample"] != d["sample"].iloc[0]))[0])
     prod = dev[i] * dev[j]
     assert abs(prod.mean() - vc["plate"]) < 4 * prod.std(ddof=1) / np.sqrt(nsim)
+
+
+def test_crossed_bootstrap_and_pb_test(penicillin):
+    from mlmhelpers import bootstrap, pb_test
+
+    b = bootstrap(penicillin, nsim=8, seed=3)
+    assert list(b.columns) == [".sig01", ".sig02", ".sigma", "(Intercept)"]
+    assert np.all(np.isfinite(b.to_numpy())) and (b[[".sig01", ".sig02", ".sigma"]] >= 0).all().all()
+    small = lmer("diameter ~ 1 + (1 | sample)", penicillin.data)
+    res = pb_test(small, penicillin, nsim=5, seed=1)
+    assert res.table.loc["LRT", "df"] == 1 and res.table.loc["LRT", "stat"] > 0
