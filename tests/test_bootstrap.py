@@ -149,3 +149,11 @@ def test_bad_input(m_ri, slope, arrests):
         confint(m_ri, method="boot", nsim=2, boot_type="norm")
     with pytest.raises(TypeError, match="lmer"):
         simulate(mh.lm("violent_arrest_per1000 ~ pop_pct_pov", arrests))
+
+
+def test_progress_bar_on_request(m_ri, capsys):
+    b = bootstrap(m_ri, lambda fit: fit.sigma, nsim=3, seed=1, progress=True)  # shown after 1 s, if it lasts
+    assert b.shape == (3, 1)
+    capsys.readouterr()
+    bootstrap(m_ri, lambda fit: fit.sigma, nsim=3, seed=1)  # default: no bar outside a terminal
+    assert capsys.readouterr().err == ""
