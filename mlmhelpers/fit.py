@@ -121,7 +121,10 @@ def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: s
     if scaled.is_identity:
         start = lp.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
         opt = optimize_theta(resp.objective, resp.objective_and_gradient, theta0=start, is_diag=lp.is_diag,
-                             canonical=lp.canonical, hess_step=1e-5 if resp.exact_gradient else 1e-3)
+                             canonical=lp.canonical, hess_step=1e-5 if resp.exact_gradient else 1e-3,
+                             gtol=1e-8 if resp.exact_gradient else 1e-6,
+                             search_gradient=None if resp.exact_gradient else
+                             (lambda th: _forward_gradient(resp.objective, th)))
     else:
         # Search in the better-conditioned θ̃ (Λ = T L(θ̃)), report lme4's θ.
         def f(th):
@@ -136,7 +139,9 @@ def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: s
 
         start = lp.theta0 if theta0 is None else scaled.from_theta(np.asarray(theta0, dtype=float))
         opt = optimize_theta(f, fg, theta0=start, is_diag=lp.is_diag, canonical=lp.canonical,
-                             hess_step=1e-5 if resp.exact_gradient else 1e-3)
+                             hess_step=1e-5 if resp.exact_gradient else 1e-3,
+                             gtol=1e-8 if resp.exact_gradient else 1e-6,
+                             search_gradient=None if resp.exact_gradient else (lambda th: _forward_gradient(f, th)))
         opt = replace(opt, theta=scaled.to_theta(opt.theta), theta_search=opt.theta)
     sol = resp.pls(opt.theta)
     return LmerResult(parsed=parsed, design=design, predictor=lp, response=resp, sol=sol, opt=opt, REML=reml,
@@ -153,4 +158,17 @@ def _central_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
         e = np.zeros(theta.size)
         e[i] = h
         g[i] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return val, g
+
+
+def _forward_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """``f(θ)`` and a forward-difference gradient (step 1e-8 · max(1, |θ_i|)): cheap, for the search."""
+    theta = np.asarray(theta, dtype=float)
+    val = f(theta)
+    g = np.empty(theta.size)
+    for i in range(theta.size):
+        h = 1e-8 * max(1.0, abs(theta[i]))
+        e = np.zeros(theta.size)
+        e[i] = h
+        g[i] = (f(theta + e) - val) / h
     return val, g

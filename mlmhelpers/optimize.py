@@ -69,11 +69,32 @@ def _convergence_check(fg, theta: np.ndarray, lower: np.ndarray, tol: float = 2e
     return scaled < tol, scaled, step
 
 
+def _boundary_is_minimum(f, theta: np.ndarray, fun: float, is_diag: np.ndarray):
+    """``None`` if no zero diagonal entry of θ can move into the interior and lower ``f``.
+
+    Otherwise ``(f, θ)`` of the best interior point tried. At a zero diagonal
+    the criterion's derivative vanishes by symmetry (it depends on Λ only
+    through ΛΛᵀ), so a gradient check cannot tell a minimum from a maximum
+    there: the criterion itself is compared along each such direction.
+    """
+    best = None
+    scale = max(1.0, float(np.max(np.abs(theta))))
+    for i in np.flatnonzero(is_diag & (theta < 1e-4)):
+        for delta in (1e-3, 1e-2, 1e-1, 0.5):
+            th = theta.copy()
+            th[i] = delta * scale
+            val = f(th)
+            if val < fun - 1e-10 * abs(fun) and (best is None or val < best[0]):
+                best = (val, th)
+    return best
+
+
 def optimize_theta(objective: Callable[[np.ndarray], float],
                    objective_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]],
                    *, theta0: np.ndarray, is_diag: np.ndarray,
                    canonical: Callable[[np.ndarray], np.ndarray] | None = None,
-                   hess_step: float = 1e-5) -> OptimResult:
+                   hess_step: float = 1e-5, gtol: float = 1e-8,
+                   search_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None) -> OptimResult:
     """Minimise an objective over θ (diagonal entries of Λ bounded below by 0).
 
     Parameters
@@ -91,6 +112,14 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
     hess_step : float
         Relative step of the finite-difference Hessian in the convergence
         check (larger when the gradient is itself a finite difference).
+    gtol : float
+        L-BFGS-B's gradient tolerance; a looser one suits a finite-difference
+        gradient (the Newton step of the convergence check then polishes the
+        answer).
+    search_gradient : callable, optional
+        A cheaper (criterion, gradient) for the L-BFGS-B searches, e.g. a
+        forward difference; ``objective_and_gradient`` is still used for the
+        convergence check and its Newton step.
 
     Notes
     -----
@@ -135,6 +164,11 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
         nfev += 1
         return objective_and_gradient(th)
 
+    def fg_search(th):
+        nonlocal nfev
+        nfev += 1
+        return (search_gradient or objective_and_gradient)(th)
+
     start = np.asarray(theta0, dtype=float)
     candidates: list[tuple[float, np.ndarray]] = []
     used: list[str] = []
@@ -161,8 +195,12 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
             # The criterion depends on Λ only through ΛΛᵀ, so the search may run
             # unconstrained: bounds would let the optimiser stop on a zero diagonal,
             # where the gradient vanishes by symmetry without being a minimum.
-            res = optimize.minimize(fg, start, jac=True, method="L-BFGS-B",
-                                    options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 5000})
+            # (A one-sided difference gradient is not fooled by the symmetry at a zero diagonal,
+            # so with one the search may respect the bounds, which saves iterations.)
+            res = optimize.minimize(fg_search, start, jac=True, method="L-BFGS-B",
+                                    bounds=bounds if search_gradient is not None else None,
+                                    options={"ftol": 1e-12 if gtol <= 1e-8 else 1e-10, "gtol": gtol,
+                                             "maxiter": 5000})
             used.append("L-BFGS-B")
             th = canonical(np.asarray(res.x, dtype=float))
             candidates.append((f(th), th))
@@ -171,11 +209,25 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
                 th0 = th.copy()
                 th0[near] = 0.0
                 fixed = [(0.0, 0.0) if near[i] else (None, None) for i in range(len(th0))]
-                r = optimize.minimize(fg, th0, jac=True, method="L-BFGS-B", bounds=fixed,
-                                      options={"ftol": 1e-15, "gtol": 1e-10})
+                r = optimize.minimize(fg_search, th0, jac=True, method="L-BFGS-B", bounds=fixed,
+                                      options={"ftol": 1e-15, "gtol": gtol * 1e-2})
                 candidates.append((float(r.fun), canonical(np.asarray(r.x, dtype=float))))
         fun, theta = min(candidates, key=lambda c: c[0])
         theta = np.where(is_diag, np.maximum(theta, 0.0), theta)
+        if len(start) > 1:
+            # A zero variance is accepted only if the criterion rises when it moves into the
+            # interior; otherwise search again from the better interior point.
+            for _ in range(3):
+                better = _boundary_is_minimum(f, theta, fun, is_diag)
+                if better is None:
+                    break
+                r = optimize.minimize(fg_search, better[1], jac=True, method="L-BFGS-B",
+                                      bounds=bounds if search_gradient is not None else None,
+                                      options={"ftol": 1e-12 if gtol <= 1e-8 else 1e-10, "gtol": gtol})
+                th = canonical(np.asarray(r.x, dtype=float))
+                f_th = f(th)
+                fun, theta = min([better, (f_th, th)], key=lambda c: c[0])
+                theta = np.where(is_diag, np.maximum(theta, 0.0), theta)
         ok, max_grad, step = _convergence_check(fg, theta, lower, hess_step=hess_step)
         if ok and np.any(step):
             # One Newton step with the Hessian of the check: quadratic convergence turns

@@ -354,8 +354,10 @@ def test_table_python_names_exist(arrests, m) -> None:
 
 def test_table_notes_hold(arrests) -> None:
     """Behaviour the notes column promises."""
-    with pytest.raises(NotImplementedError):
-        mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps) + (1 | year)", arrests)
+    two = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps) + (1 | year)", arrests)
+    assert list(mh.ngrps(two).index) == ["stusps", "year"]
+    with pytest.raises(TypeError, match="REML must be True or False"):
+        mh.lmer(FORMULA, arrests, REML="no")
     holes = arrests.copy()
     holes.loc[holes.index[:5], "pop_pct_pov"] = np.nan
     with pytest.warns(UserWarning, match="Dropped 5 of"):

@@ -81,3 +81,58 @@ def test_same_column_in_two_terms_is_an_error():
     df = pd.DataFrame({"y": np.arange(9.0), "x": [0.5, 1, 2, 3, 1, 2, 4, 1, 0], "g": list("aaabbbccc")})
     with pytest.raises(ValueError, match="more than one term"):
         build_design(parse_formula("y ~ x + (1 | g) + (1 + x | g)"), df, require_random=True)
+
+
+@pytest.mark.parametrize("group,factors", [
+    ("g", [("g", ("g",))]),
+    ("a:b", [("a:b", ("a", "b"))]),
+    ("a/b", [("a", ("a",)), ("b:a", ("b", "a"))]),
+    ("a/b/c", [("a", ("a",)), ("b:a", ("b", "a")), ("c:(b:a)", ("c", "b", "a"))]),
+    ("`my group`", [("my group", ("my group",))]),
+    ('Q("my group")', [("my group", ("my group",))]),
+    ("`a b`/`c d`", [("a b", ("a b",)), ("c d:a b", ("c d", "a b"))]),
+])
+def test_grouping_factor_expansion_as_lme4(group, factors):
+    assert RandomTerm("1", group).factors() == factors
+
+
+def _groups_frame():
+    rng = np.random.default_rng(0)
+    n = 60
+    return pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
+                         "small": rng.integers(0, 3, n), "big": rng.integers(0, 12, n),
+                         "mid": rng.integers(0, 6, n), "my group": rng.integers(0, 4, n)})
+
+
+def test_terms_ordered_by_decreasing_levels_as_lme4():
+    d = build_design(parse_formula("y ~ x + (1 | small) + (1 | big) + (1 | mid)"), _groups_frame(), require_random=True)
+    assert [t.name for t in d.terms] == ["big", "mid", "small"]
+    # already non-increasing: kept as written (lme4 reorders only if some later term has more levels)
+    d2 = build_design(parse_formula("y ~ x + (1 | big) + (1 | small)"), _groups_frame(), require_random=True)
+    assert [t.name for t in d2.terms] == ["big", "small"]
+
+
+def test_terms_of_one_factor_are_merged_into_blocks():
+    d = build_design(parse_formula("y ~ x + (1 | big) + (0 + x | big) + (1 | small)"), _groups_frame(),
+                     require_random=True)
+    big = d.term("big")
+    assert big.z_names == ["(Intercept)", "x"] and big.blocks == [(0, 1, True), (1, 2, True)]
+    assert big.block_labels() == ["big", "big.1"]
+
+
+def test_backticked_grouping_column():
+    d = build_design(parse_formula("y ~ x + (1 | `my group`)"), _groups_frame(), require_random=True)
+    assert d.terms[0].name == "my group" and d.terms[0].nlevels == 4
+
+
+def test_interaction_levels_are_labelled_and_ordered_as_r():
+    df = pd.DataFrame({"y": np.arange(8.0), "a": list("xxyyxxyy"), "b": ["2", "1", "1", "2", "2", "2", "1", "1"]})
+    d = build_design(parse_formula("y ~ 1 + (1 | a:b)"), df, require_random=True)
+    # R: factor(a:b) levels, first factor slowest, unused combinations dropped
+    assert list(d.terms[0].levels) == ["x:1", "x:2", "y:1", "y:2"]
+
+
+def test_factor_valued_slope_gets_every_level():
+    df = _groups_frame().assign(f=lambda t: np.where(t.x > 0, "hi", "lo"))
+    d = build_design(parse_formula("y ~ x + (0 + f | big)"), df, require_random=True)
+    assert d.terms[0].z_names == ["fhi", "flo"]
