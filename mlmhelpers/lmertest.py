@@ -202,35 +202,100 @@ def _fixed_terms(model: LmerResult) -> list[tuple[str, slice, tuple]]:
     return out
 
 
+def _zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
+    """R's ``zapsmall(x, digits)``: round to ``digits`` significant digits of the largest entry."""
+    mx = np.max(np.abs(x)) if x.size else 0.0
+    return np.round(x, max(0, digits - int(np.ceil(np.log10(mx)))) if mx > 0 else digits)
+
+
+def _model_frame(model: LmerResult) -> pd.DataFrame:
+    data = getattr(model, "data", None)
+    if data is None:
+        data = getattr(model, "_data", None)
+    if data is None:
+        raise ValueError("This model does not keep its data, needed for type III contrasts.")
+    return data.loc[model.design.row_index]
+
+
+def _type3_contrasts(model: LmerResult, terms) -> dict[str, np.ndarray]:
+    """lmerTest's ``extract_contrasts_type3`` for treatment-coded models with contained terms.
+
+    Each term is coded with all its levels (R's ``model.matrix(~ 0 + term)``); the coefficients of
+    that over-parameterised design are mapped onto β (``t(ginv(X) rdX)``), and the columns of each
+    term are made orthogonal to those of the terms containing it, highest order first.
+    """
+    from formulaic import model_matrix
+
+    X = model.design.X
+    frame = _model_frame(model)
+    blocks = [np.ones((X.shape[0], 1))]
+    for _, _, factors in terms:
+        mm = model_matrix("0 + " + ":".join(factors), frame, na_action="ignore")
+        blocks.append(np.asarray(mm, dtype=float))
+    rdX = np.hstack(blocks)
+    L = _zapsmall((np.linalg.pinv(X) @ rdX).T)  # (columns of rdX) x p
+
+    def is_numeric(expr: str) -> bool:
+        if expr.startswith("C("):
+            return False
+        return expr not in frame.columns or pd.api.types.is_numeric_dtype(frame[expr]) and \
+            not pd.api.types.is_bool_dtype(frame[expr])
+
+    info = {label: (sl, set(f), {v for v in f if is_numeric(v)}) for label, sl, f in terms}
+
+    def contained(a: str, b: str) -> bool:
+        va, na = info[a][1], info[a][2]
+        vb, nb = info[b][1], info[b][2]
+        return va < vb and na == nb
+
+    order = sorted(range(len(terms)), key=lambda i: -len(terms[i][2]))  # stable, as R's order()
+    for i in order:
+        label, sl, _ = terms[i]
+        contains = [t for t, _, _ in terms if t != label and contained(label, t)]
+        if contains:
+            cols = np.concatenate([np.arange(X.shape[1])[info[c][0]] for c in contains])
+            A, B = L[:, cols], L[:, sl]
+            coef, *_ = np.linalg.lstsq(A, B, rcond=None)
+            L[:, sl] = _zapsmall(B - A @ coef)
+    rows = []
+    for j in range(X.shape[1]):  # the rows of rdX's parameters that are columns of X
+        match = [k for k in range(rdX.shape[1]) if np.allclose(rdX[:, k], X[:, j], rtol=0, atol=1e-12)]
+        if not match:
+            raise NotImplementedError("Type III contrasts need treatment-coded factors (formulaic's default).")
+        rows.append(match[0])
+    Lsq = L[rows]
+    out = {}
+    for label, sl, _ in terms:
+        Lt = Lsq[:, sl].T
+        out[label] = Lt[np.sum(np.abs(Lt), axis=1) > 1e-8]
+    return out
+
+
 def anova_type3(model: LmerResult, ddf: str = "Satterthwaite") -> pd.DataFrame:
     """lmerTest's type III ``anova(m)``: one F test per fixed-effect term.
 
-    Each term is tested by the contrasts that set all of its coefficients to
-    zero. That is lmerTest's type III hypothesis when no term is contained in
-    another (no interactions); for models with an interaction whose parts are
-    also terms, the type III contrasts depend on marginality rules not
-    implemented here, and a ``NotImplementedError`` says so (use
-    :func:`contest` with your own ``L``).
+    A term that is not part of an interaction is tested by the contrasts
+    that set all of its coefficients to zero. For a term contained in an
+    interaction (``x`` and ``f`` in ``x * f``) the contrasts are lmerTest's
+    type III ones (``extract_contrasts_type3``): made orthogonal to the
+    higher-order terms containing it, so that the test does not depend on the
+    coding of the other factors. Factors must have treatment coding
+    (formulaic's and R's default).
     """
     model = _need_fit(model, "anova")
     ddf = _check_ddf(ddf)
     if ddf == "Kenward-Roger" and not model.REML:
         raise ValueError("Kenward-Roger's method is only available for REML fits; refit with REML=True.")
     terms = _fixed_terms(model)
-    for label, _, factors in terms:
-        for other, _, f2 in terms:
-            if other != label and set(factors) < set(f2):
-                raise NotImplementedError(
-                    f"anova(m) for a model where term {label!r} is part of the interaction {other!r} is not "
-                    "implemented (lmerTest's type III contrasts for such models); test the coefficients you "
-                    "mean with contest(m, L).")
     if not terms:
         raise ValueError("The model has no fixed-effect terms besides the intercept.")
+    nested = any(set(f1) < set(f2) for _, _, f1 in terms for _, _, f2 in terms)
     p = len(model.fixef)
+    contrasts = (_type3_contrasts(model, terms) if nested
+                 else {label: np.eye(p)[sl] for label, sl, _ in terms})
     rows, index = [], []
-    for label, sl, _ in terms:
-        L = np.eye(p)[sl]
-        rows.append(_f_row(model, L, ddf))
+    for label, _, _ in terms:
+        rows.append(_f_row(model, contrasts[label], ddf))
         index.append(label)
     out = pd.DataFrame(rows, index=index)
     how = "Satterthwaite's" if ddf == "Satterthwaite" else "Kenward-Roger's"

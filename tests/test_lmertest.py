@@ -83,9 +83,6 @@ def test_bad_input(m_ri, arrests):
         contest(m_ri, [np.nan, 1])
     with pytest.raises(TypeError, match="lmer"):
         contest(mh.lm("violent_arrest_per1000 ~ pop_pct_pov", arrests), [0, 1])
-    inter = lmer("violent_arrest_per1000 ~ pop_pct_pov * factor(year) + (1 | stusps)", arrests)
-    with pytest.raises(NotImplementedError, match="contest"):
-        anova(inter)
 
 
 def test_summary_ddf_prints_lmertest_table():
@@ -134,3 +131,25 @@ def test_coming_from_r_maps_the_inference_calls():
         assert any(r_call in row.split("\n")[0] and py in row for row in rows), (r_call, py)
     for name in ["contest", "profile", "bootstrap", "simulate", "pb_test", "confint", "anova", "tidy"]:
         assert name in mh.__all__
+
+
+def test_anova_type3_with_interactions(arrests):
+    """lmerTest's type III contrasts for terms contained in interactions (tests/r/inference_type3_reference.R)."""
+    d = with_state_poverty(arrests)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = lmer("violent_arrest_per1000 ~ pop_pct_pov * factor(year) + pov_band + (1 | stusps)", d)
+        m2 = lmer("violent_arrest_per1000 ~ pov_band * factor(year) + (1 | stusps)", d)
+    a = anova(m)
+    assert list(a.index) == ["pop_pct_pov", "factor(year)", "pov_band", "pop_pct_pov:factor(year)"]
+    assert a["Sum Sq"].to_numpy() == pytest.approx([912.650527472, 0.334586438, 38.350616587, 12.852102404], rel=1e-6)
+    assert a["DenDF"].to_numpy() == pytest.approx([4248.59067383, 4227.70780166, 4248.06794513, 4223.41304675],
+                                                  rel=1e-6)
+    k = anova(m, ddf="Kenward-Roger")
+    assert k["Sum Sq"].to_numpy() == pytest.approx([912.404139058, 0.334561393, 38.333492324, 12.851556331], rel=1e-6)
+    assert k["DenDF"].to_numpy() == pytest.approx([4254.75650365, 4238.06707395, 4253.28722975, 4234.63061011],
+                                                  rel=1e-6)
+    b = anova(m2)
+    assert b["NumDF"].tolist() == [2, 1, 2]
+    assert b["Sum Sq"].to_numpy() == pytest.approx([1532.658881242, 39.837399208, 11.507317505], rel=1e-6)
+    assert b["DenDF"].to_numpy() == pytest.approx([4264.34173505, 4225.80334266, 4220.56784262], rel=1e-6)
