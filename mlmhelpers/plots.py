@@ -1212,6 +1212,8 @@ def plot_criterion_curve(model: LmerResult, *, ax: Axes | None = None, grid: Seq
         grid_arr = np.asarray(grid, dtype=float).ravel()
         if grid_arr.size < 2 or not np.all(np.isfinite(grid_arr)) or np.any(grid_arr < 0):
             raise ValueError(f"{fname}(): grid must hold at least two finite θ values ≥ 0.")
+    # θ̂ itself is added; a grid point equal to it up to rounding (the default grid holds θ̂·k/96) is dropped
+    grid_arr = grid_arr[~np.isclose(grid_arr, theta_hat, rtol=1e-12, atol=0.0)]
     grid_arr = np.unique(np.append(grid_arr, theta_hat))
     values = np.array([model.criterion(t) for t in grid_arr])
     best = model.criterion(theta_hat)
