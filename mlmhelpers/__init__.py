@@ -10,6 +10,7 @@ plots``): every function takes ``ax=None`` and returns the Axes.
 
 from . import plots  # noqa: F401  (mlmhelpers.plots, the course figures)
 from .book import glue
+from .bootstrap import bootstrap, pb_test, simulate
 from .datasets import load_arrests, load_faculty, simulate_faculty
 from .family import Family, binomial, poisson
 from .fit import ConvergenceWarning, SingularFitWarning, lmer
@@ -19,6 +20,8 @@ from .glmer_result import GlmerResult
 from .inference import (check_overdispersion, coef, coef_intervals, confint, fixef, icc, is_singular, ngrps, ranef,
                         se_coef, se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
 from .lm import LmResult, lm
+from .lmertest import contest
+from .profile import profile
 from .results import LmerResult
 from .tidy import aic, anova, bic, glance, shrinkage_table, tidy
 
@@ -32,6 +35,8 @@ __all__ = [
     "check_overdispersion",
     # tables and comparison (broom / stats names)
     "tidy", "glance", "aic", "bic", "anova", "shrinkage_table",
+    # inference (lmerTest / lme4 / pbkrtest names)
+    "contest", "profile", "simulate", "bootstrap", "pb_test",
     # book
     "glue",
     # data

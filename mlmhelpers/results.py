@@ -548,13 +548,31 @@ class LmerResult:
         header = [abbreviate(n, 6) for n in names[:-1]]
         return ["Correlation of Fixed Effects:", format_table(rows, header=header, row_names=names[1:])]
 
-    def summary(self) -> LmerSummary:
-        """The lme4 ``summary(m)`` printout, as an object whose ``str`` is the text."""
+    def summary(self, ddf: str | None = None) -> LmerSummary:
+        """The lme4 ``summary(m)`` printout, as an object whose ``str`` is the text.
+
+        ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` prints lmerTest's
+        summary instead: the coefficient table gains ``df`` and ``Pr(>|t|)``
+        (R: ``summary(m, ddf = ...)`` with lmerTest loaded); see
+        :func:`mlmhelpers.contest`.
+        """
         lines = self._header() + [""] + self._fit_criteria() + [""]
+        if ddf is not None:
+            from .lmertest import _check_ddf
+
+            how = "Satterthwaite's" if _check_ddf(ddf) == "Satterthwaite" else "Kenward-Roger's"
+            lines[0] = f"Linear mixed model fit by REML. t-tests use {how} method ['lmerModLmerTest']" \
+                if self.REML else f"Linear mixed model fit by maximum likelihood . t-tests use {how} method " \
+                "['lmerModLmerTest']"
         lines += self._scaled_residual_lines() + [""]
         lines += ["Random effects:"] + self._varcorr_lines()
         lines += [self._groups_line(), ""]
-        lines += self._fixef_lines()
+        if ddf is None:
+            lines += self._fixef_lines()
+        else:
+            from .lmertest import coef_lines
+
+            lines += coef_lines(self, ddf)
         corr = self._corr_lines()
         if corr:
             lines += [""] + corr

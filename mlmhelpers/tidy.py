@@ -18,7 +18,7 @@ _LMER_EFFECTS = ("fixed", "ran_pars", "ran_vals", "ran_coefs")
 
 
 def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = False,
-         conf_level: float = 0.95, exponentiate: bool = False) -> pd.DataFrame:
+         conf_level: float = 0.95, exponentiate: bool = False, ddf: str | None = None) -> pd.DataFrame:
     """A tidy table of a model's estimates, as ``broom::tidy`` / ``broom.mixed::tidy``.
 
     Parameters
@@ -40,6 +40,12 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
         as odds ratios or rate ratios, ``exp(β)``, with ``std_error``
         ``exp(β) · SE`` (delta method) and the interval limits exponentiated;
         ``statistic`` and ``p_value`` stay those of β.
+    ddf : {"Satterthwaite", "Kenward-Roger"}, optional
+        For ``lmer`` fits: add ``df`` and ``p_value`` to the fixed effects,
+        as lmerTest (``broom.mixed::tidy`` of an ``lmerModLmerTest`` fit).
+        Kenward–Roger also replaces ``std_error`` by the adjusted one; with
+        ``conf_int`` the fixed-effect intervals then use the t distribution
+        with these df. See :func:`mlmhelpers.contest`.
 
     Returns
     -------
@@ -47,9 +53,9 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
         For ``lm``: ``term, estimate, std_error, statistic, p_value``. For
         ``lmer``: ``effect, group, term, estimate, std_error, statistic``
         (plus ``level`` for ``ran_vals``/``ran_coefs``). Like lme4 itself,
-        no p-values are given for linear mixed models; ``glmer`` fits add
-        the Wald ``p_value`` of ``summary()`` for the fixed effects (as
-        broom.mixed).
+        no p-values are given for linear mixed models unless ``ddf`` is set;
+        ``glmer`` fits add the Wald ``p_value`` of ``summary()`` for the fixed
+        effects (as broom.mixed).
 
     Notes
     -----
@@ -80,6 +86,9 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
             out["conf_high"] = out.estimate + crit * out.std_error
         return out
     if isinstance(model, GlmerResult):
+        if ddf is not None:
+            raise ValueError("ddf= is for lmer fits (t tests with Satterthwaite or Kenward-Roger df); "
+                             "glmer's fixed effects are tested with z statistics.")
         return _tidy_glmer(model, effects, conf_int, conf_level, exponentiate)
     if exponentiate:
         raise ValueError("exponentiate=True is for glmer fits with a logit or log link (odds or rate ratios).")
@@ -102,12 +111,21 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
     for eff in effects:
         if eff == "fixed":
             fe, se = model.fixef, model.se_fixef
+            if ddf is not None:
+                from .lmertest import coef_table
+
+                ct = coef_table(model, ddf)
+                se = ct["Std. Error"]
             part = pd.DataFrame({"effect": "fixed", "group": None, "term": fe.index,
                                  "estimate": fe.to_numpy(), "std_error": se.to_numpy(),
                                  "statistic": (fe / se).to_numpy()})
+            if ddf is not None:
+                part["df"] = ct["df"].to_numpy()
+                part["p_value"] = ct["Pr(>|t|)"].to_numpy()
             if conf_int:
-                part["conf_low"] = part.estimate - crit * part.std_error
-                part["conf_high"] = part.estimate + crit * part.std_error
+                c = crit if ddf is None else stats.t.ppf(0.5 + conf_level / 2, part["df"].to_numpy())
+                part["conf_low"] = part.estimate - c * part.std_error
+                part["conf_high"] = part.estimate + c * part.std_error
         elif eff == "ran_pars":
             rows = []
             for _, r in model.varcorr.iterrows():
@@ -144,7 +162,8 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
             part.insert(0, "effect", "ran_coefs")
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
-    cols = ["effect", "group", "level", "term", "estimate", "std_error", "statistic", "conf_low", "conf_high"]
+    cols = ["effect", "group", "level", "term", "estimate", "std_error", "statistic", "df", "p_value",
+            "conf_low", "conf_high"]
     return out[[c for c in cols if c in out.columns]]
 
 
@@ -286,22 +305,40 @@ def aic(*models, **named) -> float | pd.DataFrame:
     return _ic_table(models, named, "aic")
 
 
-def anova(*models, refit: bool = True, **named) -> pd.DataFrame:
-    """Likelihood-ratio tests of nested mixed models, as lme4's ``anova(m0, m1)``.
+def anova(*models, refit: bool = True, ddf: str = "Satterthwaite", **named) -> pd.DataFrame:
+    """Likelihood-ratio tests of nested mixed models (lme4's ``anova(m0, m1)``), or lmerTest's F table of one.
 
-    Models are ordered by their number of parameters. As in lme4, REML fits
-    are refitted by maximum likelihood first (``refit=True``), because REML
-    criteria of models with different fixed effects are not comparable.
+    With several models: models are ordered by their number of parameters.
+    As in lme4, REML fits are refitted by maximum likelihood first
+    (``refit=True``), because REML criteria of models with different fixed
+    effects are not comparable.
     ``glmer`` fits (always maximum likelihood) are compared as they are; they
     must share the response and family.
+
+    With one ``lmer`` model: lmerTest's type III table, one F test per
+    fixed-effect term with ``ddf`` ("Satterthwaite" or "Kenward-Roger")
+    denominator df (see :func:`mlmhelpers.lmertest.anova_type3`).
 
     Returns
     -------
     DataFrame
-        ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``.
+        Several models: ``npar, AIC, BIC, logLik, deviance, Chisq, Df,
+        Pr(>Chisq)``. One model: ``Sum Sq, Mean Sq, NumDF, DenDF, F value,
+        Pr(>F)``, indexed by term.
+
+    Notes
+    -----
+    R equivalents: ``anova(m0, m1)`` (lme4) and ``anova(m, ddf = "Satterthwaite")``
+    (lmerTest, type III).
     """
     from .fit import lmer
 
+    if len(models) + len(named) == 1:
+        only = (list(models) + list(named.values()))[0]
+        if isinstance(only, LmerResult):
+            from .lmertest import anova_type3
+
+            return anova_type3(only, ddf=ddf)
     ms = _named_models(models, named)
     if len(ms) < 2:
         raise ValueError("anova() compares at least two models.")
