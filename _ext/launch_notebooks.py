@@ -717,6 +717,8 @@ class Converter:
         nb = nbformat.from_dict(copy.deepcopy(nb))
         self.glue = glue_records(nb)
         cells = []
+        folds: list[tuple[int, int]] = []  # (solution heading cell, end cell) of gated solutions
+        solution_start: int | None = None
         for index, cell in enumerate(nb.cells):
             tags = set(cell.get("metadata", {}).get("tags", []))
             cell_id = cell.get("id") or f"cell-{index}"
@@ -724,9 +726,15 @@ class Converter:
                 if "remove-cell" in tags:
                     continue
                 self.attachments = dict(cell.get("attachments", {}))
+                before = self.open_solution
                 cell.source = self.markdown(_text(cell.source)).strip("\n")
                 if self.attachments:
                     cell["attachments"] = self.attachments
+                if before is None and self.open_solution is not None and cell.source.startswith("#"):
+                    solution_start = len(cells)
+                elif before is not None and self.open_solution is None and solution_start is not None:
+                    folds.append((solution_start, len(cells)))
+                    solution_start = None
                 cells.append(cell)
                 if len(cells) == 1 and self.refs.base_url:
                     cells.append(self._banner(cell_id))
@@ -747,6 +755,17 @@ class Converter:
                 cells.append(self._caption(cell_id, figure))
         if self.open_solution is not None:
             self.warn(f"solution-start {self.open_solution!r} is never closed")
+        for start, end in folds:
+            # Fold the solution in JupyterLab (a collapsed heading hides the cells under it up
+            # to the next heading of its level), as the book folds it in a dropdown; only when
+            # the next cell after the solution starts such a heading, so no prose is hidden.
+            level = len(cells[start].source) - len(cells[start].source.lstrip("#"))
+            after = cells[end + 1] if end + 1 < len(cells) else None
+            first = re.sub(r'^(\s*<a id="[^"]*"></a>\s*)+', "", after.source).split("\n", 1)[0] \
+                if after is not None and after.cell_type == "markdown" else ""
+            heading = HEADING.match(first)
+            if after is None or (heading and len(heading["hashes"]) <= level):
+                cells[start].metadata["jp-MarkdownHeadingCollapsed"] = True
         nb.cells = cells
         nb.metadata["launch_notebook"] = {
             "source": self.source.name,

@@ -131,6 +131,18 @@ def test_student_pages_download_stripped_sources_and_launch_nothing(student: Stu
     assert not problems, "\n".join(problems)
 
 
+def test_handouts_are_launch_notebooks_without_solutions(student) -> None:
+    assert student.notebooks
+    for path in student.notebooks:
+        nb = nbformat.read(path, as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        leftovers = re.findall(r"\{[A-Za-z][\w:+.-]*\}`|```\s*\{|:::|^\s*\([^()\s]+\)=\s*$", text, re.M)
+        assert not leftovers, f"{path.name}: MyST syntax left: {leftovers[:10]}"
+        assert re.search(r"#+ Exercise \d+\.1\b", text), f"{path.name}: no numbered exercise"
+        assert "Solution to" not in text, f"{path.name}: a solution heading"
+        assert nb.metadata.get("launch_notebook"), f"{path.name} is not a launch notebook"
+
+
 # --- no solution survives ----------------------------------------------------------------
 
 def test_every_solution_is_visible_to_the_checker(needles, built_html: Path) -> None:
@@ -225,9 +237,22 @@ def test_every_exercise_is_in_the_student_edition(student: StudentEdition) -> No
         missing += [f"{rel}: {label} (html)" for label in labels
                     if not re.search(rf'<div class="exercise[^"]*" id="{re.escape(label)}"', site)]
         if page.suffix == ".ipynb":
-            handed_out = exercises_of(se.NOTEBOOKS / page.name)
+            handed_out = handout_exercises(se.NOTEBOOKS / page.name)
             missing += [f"{rel}: {label} (notebook)" for label in labels if label not in handed_out]
+            numbers = re.findall(r'<span class="caption-number">(Exercise [\d.]+)', site)
+            missing += [f"{rel}: {n} (notebook heading)" for n in numbers if n not in handed_out.values()]
     assert not missing, "exercises missing from the student edition:\n" + "\n".join(missing)
+
+
+def handout_exercises(path: Path) -> dict[str, str]:
+    """{label: "Exercise 2.1"} of a handout (a launch notebook: an anchor with the exercise's
+    label, then a heading with its number)."""
+    found = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for m in re.finditer(r'<a id="([^"]+)"></a>\s*#+ (Exercise[^\n]*)', cell.source):
+                found[m[1]] = m[2].strip()
+    return found
 
 
 # --- stripping, unit by unit -------------------------------------------------------------
