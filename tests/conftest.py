@@ -86,6 +86,37 @@ def built_html(book_build: BookBuild) -> Path:
     return book_build.html
 
 
+# --------------------------------------------------------------------------- student edition
+# Built once per session, the way `make student` builds it (scripts/student_edition.py), for
+# test_student_edition.py (no solution survives) and test_launch_jupyterlab.py (a handout
+# opened in JupyterLab).
+
+@dataclass
+class StudentEdition:
+    returncode: int
+    log: str
+    removed: dict  # staged page -> removed solutions
+    notebooks: list[Path]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [line for line in self.log.splitlines() if "WARNING" in line or "ERROR" in line]
+
+
+@pytest.fixture(scope="session")
+def student(book_build) -> StudentEdition:
+    """`make student`, step by step (after the full build: it needs the MathJax copy and is
+    compared with the full site)."""
+    with timed("student edition (stage, strip, build, notebooks)"):
+        import student_edition as se  # scripts/
+
+        src = se.stage()
+        removed = se.strip_tree(src)
+        code, log = se.build(src)
+        notebooks = se.write_handouts(src) if (se.HTML / "index.html").is_file() else []
+    return StudentEdition(code, log, removed, notebooks)
+
+
 # --------------------------------------------------------------------------- shared data and fits
 # Loaded and fitted once per session for the unit tests (test_fit, test_lm, test_inference,
 # test_tidy). Tests must not modify them; test_fit checks that lmer() never does.

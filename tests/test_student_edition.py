@@ -23,40 +23,15 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
 import student_edition as se  # scripts/, on sys.path through conftest.py
-from conftest import timed
+from conftest import StudentEdition  # noqa: F401  (the `student` fixture lives in conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class StudentEdition:
-    returncode: int
-    log: str
-    removed: dict  # staged page -> removed solutions
-    notebooks: list[Path]
-
-    @property
-    def warnings(self) -> list[str]:
-        return [line for line in self.log.splitlines() if "WARNING" in line or "ERROR" in line]
-
-
-@pytest.fixture(scope="session")
-def student(book_build) -> StudentEdition:
-    """`make student`, step by step (after the full build: it needs the MathJax copy and is
-    compared with the full site)."""
-    with timed("student edition (stage, strip, build, notebooks)"):
-        src = se.stage()
-        removed = se.strip_tree(src)
-        code, log = se.build(src)
-        notebooks = se.write_handouts(src) if (se.HTML / "index.html").is_file() else []
-    return StudentEdition(code, log, removed, notebooks)
 
 
 @pytest.fixture(scope="session")
