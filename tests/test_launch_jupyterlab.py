@@ -5,8 +5,8 @@ A JupyterLab server (pinned in requirements-dev.txt) is started for the session 
 a temporary folder (no user configuration is read; notebooks render in full, not windowed,
 so that every cell is in the page; no news or update checks). It serves copies of this
 session's launch notebooks (`_build/launch/`) and of the first handout of the student
-edition. Debian's Chromium, driven by Playwright as in tests/test_browser.py (skipped with a
-message without /usr/bin/chromium), opens each one and checks the rendered page:
+edition. Debian's Chromium, driven by Playwright (the session's browser of conftest.py, shared with
+tests/test_browser.py; skipped with a message without /usr/bin/chromium), opens each one and checks the rendered page:
 
 * every cell of the file is in the notebook's DOM, every markdown cell rendered;
 * no raw MyST is visible: no role (`{glue`, `{numref`, ...), directive fence or `(label)=`;
@@ -41,12 +41,11 @@ import nbformat
 import pytest
 
 import student_edition as se  # scripts/, on sys.path through conftest.py
-from conftest import timed
+from conftest import CHROMIUM, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "_build" / "launch"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
 CHAPTERS = [p for p in se.toc_files(ROOT) if p.suffix == ".ipynb"]
 HANDOUT = CHAPTERS[0].name if CHAPTERS else ""
 
@@ -178,25 +177,19 @@ def lab(book_build, student, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def rendered(lab: Lab) -> dict[str, Rendered]:
-    """Open every launch notebook and the handout once; collect what the page shows."""
-    from playwright.sync_api import sync_playwright
-
+def rendered(lab: Lab, browser) -> dict[str, Rendered]:
+    """Open every launch notebook and the handout once; collect what the page shows.
+    `browser` is the session's Chromium context (conftest.py): requests to any host but
+    127.0.0.1 are blocked there."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     targets = [f"launch/{c.name}" for c in CHAPTERS] + [f"handout/{HANDOUT}"]
     found = {}
-    with timed(f"JupyterLab: {len(targets)} notebooks opened in Chromium, screenshots"), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-quic",
-                                           "--disable-background-networking", "--disable-component-update"])
-        context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    with timed(f"JupyterLab: {len(targets)} notebooks opened in Chromium, screenshots"):
         requests: list[str] = []
-        context.on("request", lambda req: requests.append(req.url))
-        context.route(lambda url: urlparse(url).hostname not in ("127.0.0.1", None)
-                      and urlparse(url).scheme not in ("data", "blob"),
-                      lambda route: route.abort("blockedbyclient"))
+        page = browser.new_page()
         try:
-            page = context.new_page()
+            page.set_viewport_size({"width": 1280, "height": 1400})
+            page.on("request", lambda req: requests.append(req.url))
             errors: list[str] = []
             page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
             page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -234,8 +227,7 @@ def rendered(lab: Lab) -> dict[str, Rendered]:
                     try { await w.sessionContext.shutdown(); } catch (e) { }
                     w.dispose(); return true; }""")
         finally:
-            context.close()
-            browser.close()
+            page.close()
     return found
 
 
