@@ -22,7 +22,8 @@ page resolves to a file of the build and, when it has one, to an element with th
 
 Fixtures for further checks:
     site       -> Site(base_url, pages): the server and every page of the build
-    browser    -> a Playwright BrowserContext (fresh profile, offline by construction)
+    browser    -> a Playwright BrowserContext (fresh profile, offline by construction; defined
+                  in conftest.py, shared with tests/test_launch_jupyterlab.py)
     visit(p)   -> opens page p, waits for it to settle, returns a Visit with the page and
                   what happened while loading (requests, console errors, failed loads)
     reports    -> {page: PageReport}: what the visit of every page found
