@@ -191,6 +191,10 @@ class References:
         for figtype, ids in self.fignumbers.get(docname, {}).items():
             if label in ids:
                 return figtype, ".".join(map(str, ids[label]))
+        if entry:  # a section label: "Section 2.3"
+            for section in self.sections.get(docname, []):
+                if section.anchor.lstrip("#") == entry[1] and section.number:
+                    return "section", ".".join(map(str, section.number))
         return None
 
     def numbered_title(self, label: str, title: str | None = None) -> str | None:

@@ -251,7 +251,7 @@ def fixture_notebook() -> nbformat.NotebookNode:
         glue_cell,
         md("(sec-a)=\n## Section A\n\nThere are {glue:text}`n:,d` rows, pi is {glue:text}`x:.2f` in "
            "{glue:text}`state`; see {numref}`fig-a`, {numref}`Figure {number} <fig-a>`, {ref}`sec-a`, "
-           "{ref}`the exercise <ex-1>`, {ref}`ex-1` and {doc}`other`.\n"
+           "{ref}`the exercise <ex-1>`, {ref}`ex-1`, {numref}`sec-a` and {doc}`other`.\n"
            "{glue:text}`n:d`. That number starts a line.\n% a comment\n`{glue:text}` in code stays."),
         md("```{note}\nInline $a_{i}$ and\n$$\nb = 1\n$$\n```\n\n:::{admonition} Own title\n:class: tip\nBody.\n:::"),
         md("\\begin{align}\nx &= 1\n\\end{align}"),
@@ -307,7 +307,7 @@ def test_converter_fixture(converted) -> None:
         '<a id="sec-a"></a>\n## 9.1. Section A',
         "There are 4,286 rows, pi is 3.14 in KY",
         f"see [Fig. 9.1]({url}#fig-a), [Figure 9.1]({url}#fig-a), [Section A]({url}#section-a), "
-        f"[the exercise]({url}#ex-1), [Exercise 9.1]({url}#ex-1) and "
+        f"[the exercise]({url}#ex-1), [Exercise 9.1]({url}#ex-1), [Section 9.1]({url}#section-a) and "
         "[Another page](https://example.github.io/course/book/other.html).",
         "4286\\. That number starts a line.",
         "`{glue:text}` in code stays.",
