@@ -4,6 +4,8 @@
 #   make test       every check: unit tests, notebooks (nbval), -W book build, student edition,
 #                   Colab cells, runtime environment (requirements.txt alone), browser
 #   make notebooks  re-execute every chapter in place (for authors, before committing)
+#   make notebooks-launch   the launch notebooks (_build/launch: what Binder, Colab, the
+#                   download button and the handouts give students; written by every book build)
 #   make student    the student edition: _build/student/html and _build/student/notebooks
 #   make sync-colab point every chapter's Colab setup cell at _config.yml's repository url
 #   make serve      preview _build/html on http://127.0.0.1:8000
@@ -23,11 +25,17 @@ MATHJAX := $(MATHJAX_DIR)/tex-mml-chtml.js
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 PORT ?= 8000
 
-.PHONY: book test notebooks student sync-colab serve clean distclean setup mathjax
+.PHONY: book test notebooks notebooks-launch student sync-colab serve clean distclean setup mathjax
 
 book: setup
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "Book built: _build/html/index.html (preview: make serve)"
+
+# The book build writes them (_ext/launch_notebooks.py, a Sphinx extension of _config.yml):
+# every chapter as plain Jupyter Markdown, glue values and figure/exercise numbers filled in.
+# The workflow commits them to the branch the launch buttons open (scripts/launch_branch.py).
+notebooks-launch: book
+	@echo "Launch notebooks: _build/launch/ ($$(ls _build/launch/book/*.ipynb | wc -l) chapters; also behind the download buttons)"
 
 # pytest.ini makes this one run collect tests/ (unit tests, book build, student edition,
 # Colab cells, runtime environment, browser) and --nbval over book/*.ipynb.

@@ -7,7 +7,8 @@ writes
 
     _build/student/src/        staging copy of the book sources, solutions stripped
     _build/student/html/       the student site (open _build/student/html/index.html)
-    _build/student/notebooks/  one .ipynb per notebook chapter of _toc.yml, solutions
+    _build/student/notebooks/  one .ipynb per notebook chapter of _toc.yml: its launch
+                               notebook (plain Markdown, as the book reads), solutions
                                removed and outputs cleared: the files to hand out
 
 How (each step is a function that tests/test_student_edition.py also calls):
@@ -33,8 +34,10 @@ How (each step is a function that tests/test_student_edition.py also calls):
    same command and configuration as ``make book``) and moves the site to
    _build/student/html. Its download buttons and _sources/ serve the stripped pages, so a
    downloaded .ipynb or .md carries no solutions either.
-4. ``write_handouts()`` writes the student notebooks (solutions removed, outputs, execution
-   counts and timing metadata cleared).
+4. ``write_handouts()`` writes the student notebooks: the launch notebooks that the student
+   build wrote (_ext/launch_notebooks.py: plain Jupyter Markdown with the glue values, figure
+   and exercise numbers of the book; see README "Launch notebooks") from the stripped
+   sources, with outputs, execution counts and timing metadata cleared.
 5. ``leaks()`` scans both outputs for every solution's distinctive lines. They are taken from
    the sources and, independently of the stripping code, from the full book's HTML
    (``html_solutions()``: the solutions as sphinx-exercise rendered them; `make student`
@@ -379,19 +382,31 @@ def handout(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def launch_notebook(src: Path, page: Path) -> Path:
+    """The launch notebook that the build of `src` wrote for one of its pages
+    (_ext/launch_notebooks.py writes them to <src>/_build/launch/, next to the HTML)."""
+    return src / "_build" / "launch" / page.relative_to(src)
+
+
 def write_handouts(src: Path = SRC, out: Path = NOTEBOOKS) -> list[Path]:
-    """Student notebooks for every notebook chapter of the (stripped) staging folder."""
+    """Student notebooks for every notebook chapter of the (stripped) staging folder: the
+    launch notebooks of the student build (plain Jupyter Markdown, glue values and exercise
+    numbers filled in, solutions already removed from the sources), outputs cleared."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     written = []
     for page in toc_files(src):
         if page.suffix != ".ipynb":
             continue
-        nb = nbformat.read(page, as_version=4)
-        stripped, removed = strip_notebook(nb, str(page))  # already stripped: a no-op check
-        assert not removed, f"{page} still has solutions"
+        launch = launch_notebook(src, page)
+        if not launch.is_file():
+            raise FileNotFoundError(f"{launch}: the student build wrote no launch notebook for {page.name} "
+                                    "(is launch_notebooks in _config.yml's local_extensions?)")
+        nb = nbformat.read(launch, as_version=4)
+        _, removed = strip_notebook(nb, str(launch))  # the sources were stripped: a no-op check
+        assert not removed, f"{launch} still has solutions"
         target = out / page.name
-        nbformat.write(handout(stripped), target)
+        nbformat.write(handout(nb), target)
         written.append(target)
     return written
 

@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -84,6 +85,88 @@ def built_html(book_build: BookBuild) -> Path:
     if not (book_build.html / "index.html").is_file():
         pytest.fail("the book build wrote no site; see test_book.py::test_build_succeeds_without_warnings")
     return book_build.html
+
+
+# --------------------------------------------------------------------------- the browser
+# One headless Chromium for the session (Playwright's sync API allows one instance at a time):
+# test_browser.py (the book's pages) and test_launch_jupyterlab.py (notebooks in JupyterLab).
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCAL_HOST = "127.0.0.1"
+# Schemes that never leave the machine.
+LOCAL_SCHEMES = {"data", "blob", "about", "chrome-error"}
+
+
+def is_local(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in LOCAL_SCHEMES or parsed.hostname == LOCAL_HOST
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium not installed (apt-get install chromium): browser checks skipped")
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")  # fresh user-data-dir
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            service_workers="block",
+        )
+        # Nothing may leave the machine: block (and so record) every other host.
+        context.route(
+            lambda url: not is_local(url),
+            lambda route: route.abort("blockedbyclient"),
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+# --------------------------------------------------------------------------- student edition
+# Built once per session, the way `make student` builds it (scripts/student_edition.py), for
+# test_student_edition.py (no solution survives) and test_launch_jupyterlab.py (a handout
+# opened in JupyterLab).
+
+@dataclass
+class StudentEdition:
+    returncode: int
+    log: str
+    removed: dict  # staged page -> removed solutions
+    notebooks: list[Path]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [line for line in self.log.splitlines() if "WARNING" in line or "ERROR" in line]
+
+
+@pytest.fixture(scope="session")
+def student(book_build) -> StudentEdition:
+    """`make student`, step by step (after the full build: it needs the MathJax copy and is
+    compared with the full site)."""
+    with timed("student edition (stage, strip, build, notebooks)"):
+        import student_edition as se  # scripts/
+
+        src = se.stage()
+        removed = se.strip_tree(src)
+        code, log = se.build(src)
+        notebooks = se.write_handouts(src) if (se.HTML / "index.html").is_file() else []
+    return StudentEdition(code, log, removed, notebooks)
 
 
 # --------------------------------------------------------------------------- shared data and fits

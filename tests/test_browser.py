@@ -22,7 +22,8 @@ page resolves to a file of the build and, when it has one, to an element with th
 
 Fixtures for further checks:
     site       -> Site(base_url, pages): the server and every page of the build
-    browser    -> a Playwright BrowserContext (fresh profile, offline by construction)
+    browser    -> a Playwright BrowserContext (fresh profile, offline by construction; defined
+                  in conftest.py, shared with tests/test_launch_jupyterlab.py)
     visit(p)   -> opens page p, waits for it to settle, returns a Visit with the page and
                   what happened while loading (requests, console errors, failed loads)
     reports    -> {page: PageReport}: what the visit of every page found
@@ -43,26 +44,10 @@ import pytest
 import yaml
 from playwright.sync_api import Error as PlaywrightError
 
-from conftest import timed
+from conftest import LOCAL_HOST, is_local, timed  # the `browser` fixture is in conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LOCAL_HOST = "127.0.0.1"
-# Schemes that never leave the machine.
-LOCAL_SCHEMES = {"data", "blob", "about", "chrome-error"}
-
 
 @dataclass
 class Site:
@@ -83,11 +68,6 @@ class Visit:
     @property
     def external_requests(self) -> list[str]:
         return [u for u in self.requests if not is_local(u)]
-
-
-def is_local(url: str) -> bool:
-    parsed = urlparse(url)
-    return parsed.scheme in LOCAL_SCHEMES or parsed.hostname == LOCAL_HOST
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -112,32 +92,6 @@ def site(built_html: Path):
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory):
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium not installed (apt-get install chromium): browser checks skipped")
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile")  # fresh user-data-dir
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            service_workers="block",
-        )
-        # Nothing may leave the machine: block (and so record) every other host.
-        context.route(
-            lambda url: not is_local(url),
-            lambda route: route.abort("blockedbyclient"),
-        )
-        try:
-            yield context
-        finally:
-            context.close()
 
 
 def open_page(context, url: str) -> Visit:

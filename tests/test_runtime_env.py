@@ -3,11 +3,15 @@
 A fresh virtual environment, `_build/runtime-venv`, is created on every run from the same
 Python as the development environment (runtime.txt names the version Binder uses) and gets
 `pip install -r requirements.txt` and nothing else: no Jupyter Book, MyST-NB, nbval, nbformat
-or nbclient (pip's download cache is used). Every book/*.ipynb is then run top to bottom by
+or nbclient (pip's download cache is used). Every chapter's *launch notebook* (what Binder
+and Colab open: the chapter's own code cells with the book's outputs, written by the book
+build to _build/launch/; see tests/test_launch_notebooks.py) is then run top to bottom by
 scripts/run_notebooks.py, with that environment's own interpreter and its `python3` kernel;
 the runner needs only `jupyter_client`, which ipykernel depends on. Any error fails the
-chapter's test. The chapters call `from mlmhelpers import glue`, which does nothing without
-MyST-NB, so they run here unchanged.
+chapter's test, and so does any cell whose fresh output differs from the stored one (the
+book's), compared as nbval compares (--compare, with tests/sanitize.cfg). The chapters call
+`from mlmhelpers import glue`, which does nothing without MyST-NB, so they run here
+unchanged; the launch notebooks carry no glue records.
 
 Takes about a minute to build the environment plus the chapters' own run time (see the
 durations printed at the end). Skip it locally with `MLM_SKIP_RUNTIME_ENV=1 make test`;
@@ -32,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / "_build" / "runtime-venv"
 RUNNER = ROOT / "scripts" / "run_notebooks.py"
 CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
+LAUNCH = ROOT / "_build" / "launch"  # the launch notebooks, written by the book build
+SANITIZE = ROOT / "tests" / "sanitize.cfg"  # nbval's sanitizers, also used by the runner
 SKIP_VARIABLE = "MLM_SKIP_RUNTIME_ENV"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -73,9 +79,10 @@ def runtime_python() -> Path:
     return python
 
 
-def run_notebooks(python: Path, *notebooks: Path) -> subprocess.CompletedProcess[str]:
+def run_notebooks(python: Path, *notebooks: Path, compare: bool = False) -> subprocess.CompletedProcess[str]:
+    options = ["--compare", "--sanitize", str(SANITIZE)] if compare else []
     return subprocess.run(
-        [str(python), str(RUNNER), *map(str, notebooks)], cwd=ROOT, env=clean_env(),
+        [str(python), str(RUNNER), *options, *map(str, notebooks)], cwd=ROOT, env=clean_env(),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         timeout=3600,
     )
@@ -114,11 +121,38 @@ def test_runner_fails_on_an_error(runtime_python: Path, tmp_path: Path) -> None:
     assert run_notebooks(runtime_python, bad).returncode == 0
 
 
+def test_runner_compares_outputs(runtime_python: Path, tmp_path: Path) -> None:
+    """--compare is no rubber stamp either: a stored output that a fresh run does not
+    reproduce fails, a volatile part masked by tests/sanitize.cfg passes, glue records are
+    ignored."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell("print(2 + 2); print(hex(id(object())))")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="4\n0x7f0000000000\n"),
+                    nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": "1"},
+                                           metadata={"scrapbook": {"name": "k"}})]
+    nb.cells = [cell]
+    path = tmp_path / "outputs.ipynb"
+    nbformat.write(nb, path)
+    good = run_notebooks(runtime_python, path, compare=True)
+    assert good.returncode == 0 and "outputs equal to the stored ones" in good.stdout, good.stdout
+    cell.outputs[0]["text"] = "5\n0x7f0000000000\n"
+    nbformat.write(nb, path)
+    bad = run_notebooks(runtime_python, path, compare=True)
+    assert bad.returncode == 1 and "DIFFERENT OUTPUT" in bad.stdout and "-stream stdout: 5" in bad.stdout, bad.stdout
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.name for p in CHAPTERS])
-def test_chapter_runs_with_runtime_requirements_only(runtime_python: Path, chapter: Path) -> None:
-    with timed("runtime venv: chapters run top to bottom"):
-        result = run_notebooks(runtime_python, chapter)
+def test_launch_notebook_runs_with_runtime_requirements_only(runtime_python: Path, book_build, chapter: Path) -> None:
+    """The chapter's launch notebook (what Binder and Colab open: the chapter's own code
+    cells, tests/test_launch_notebooks.py) runs top to bottom with requirements.txt alone,
+    and every cell's output equals the one the book shows."""
+    launch = LAUNCH / chapter.relative_to(ROOT)
+    assert launch.is_file(), f"the book build wrote no launch notebook {launch.relative_to(ROOT)}"
+    with timed("runtime venv: launch notebooks run, outputs compared"):
+        result = run_notebooks(runtime_python, launch, compare=True)
     info = kernel_info(result.stdout)
     assert Path(info["prefix"]).resolve() == VENV.resolve(), f"the kernel is not the runtime venv's: {info}"
     assert info["book_tools"] == [], f"book or test tools are importable in the runtime venv: {info['book_tools']}"
-    assert result.returncode == 0, f"{chapter.name} fails with requirements.txt alone:\n{result.stdout[-6000:]}"
+    assert result.returncode == 0, (f"{launch.name} fails or differs from the book with requirements.txt "
+                                    f"alone:\n{result.stdout[-6000:]}")

@@ -23,40 +23,15 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
 import student_edition as se  # scripts/, on sys.path through conftest.py
-from conftest import timed
+from conftest import StudentEdition  # noqa: F401  (the `student` fixture lives in conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class StudentEdition:
-    returncode: int
-    log: str
-    removed: dict  # staged page -> removed solutions
-    notebooks: list[Path]
-
-    @property
-    def warnings(self) -> list[str]:
-        return [line for line in self.log.splitlines() if "WARNING" in line or "ERROR" in line]
-
-
-@pytest.fixture(scope="session")
-def student(book_build) -> StudentEdition:
-    """`make student`, step by step (after the full build: it needs the MathJax copy and is
-    compared with the full site)."""
-    with timed("student edition (stage, strip, build, notebooks)"):
-        src = se.stage()
-        removed = se.strip_tree(src)
-        code, log = se.build(src)
-        notebooks = se.write_handouts(src) if (se.HTML / "index.html").is_file() else []
-    return StudentEdition(code, log, removed, notebooks)
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +104,18 @@ def test_student_pages_download_stripped_sources_and_launch_nothing(student: Stu
         if f"_sources/{rel}" not in site or not (se.HTML / "_sources" / rel).is_file():
             problems.append(f"{rel}: no download of _sources/{rel}")
     assert not problems, "\n".join(problems)
+
+
+def test_handouts_are_launch_notebooks_without_solutions(student) -> None:
+    assert student.notebooks
+    for path in student.notebooks:
+        nb = nbformat.read(path, as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        leftovers = re.findall(r"\{[A-Za-z][\w:+.-]*\}`|```\s*\{|:::|^\s*\([^()\s]+\)=\s*$", text, re.M)
+        assert not leftovers, f"{path.name}: MyST syntax left: {leftovers[:10]}"
+        assert re.search(r"#+ Exercise \d+\.1\b", text), f"{path.name}: no numbered exercise"
+        assert "Solution to" not in text, f"{path.name}: a solution heading"
+        assert nb.metadata.get("launch_notebook"), f"{path.name} is not a launch notebook"
 
 
 # --- no solution survives ----------------------------------------------------------------
@@ -225,9 +212,22 @@ def test_every_exercise_is_in_the_student_edition(student: StudentEdition) -> No
         missing += [f"{rel}: {label} (html)" for label in labels
                     if not re.search(rf'<div class="exercise[^"]*" id="{re.escape(label)}"', site)]
         if page.suffix == ".ipynb":
-            handed_out = exercises_of(se.NOTEBOOKS / page.name)
+            handed_out = handout_exercises(se.NOTEBOOKS / page.name)
             missing += [f"{rel}: {label} (notebook)" for label in labels if label not in handed_out]
+            numbers = re.findall(r'<span class="caption-number">(Exercise [\d.]+)', site)
+            missing += [f"{rel}: {n} (notebook heading)" for n in numbers if n not in handed_out.values()]
     assert not missing, "exercises missing from the student edition:\n" + "\n".join(missing)
+
+
+def handout_exercises(path: Path) -> dict[str, str]:
+    """{label: "Exercise 2.1"} of a handout (a launch notebook: an anchor with the exercise's
+    label, then a heading with its number)."""
+    found = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for m in re.finditer(r'<a id="([^"]+)"></a>\s*#+ (Exercise[^\n]*)', cell.source):
+                found[m[1]] = m[2].strip()
+    return found
 
 
 # --- stripping, unit by unit -------------------------------------------------------------
