@@ -90,8 +90,41 @@ _FACTOR_RE = re.compile(r"(?<![\w.])factor\(")
 
 
 def _to_formulaic(expr: str) -> str:
-    """Translate R spellings that formulaic does not know (``factor(x)``)."""
-    return _FACTOR_RE.sub("C(", expr)
+    """Translate R spellings that formulaic reads differently.
+
+    * ``factor(x)`` becomes formulaic's ``C(x)``.
+    * ``^`` inside a function call (``I(x^2)``, ``log(x^2)``) is R's arithmetic power; formulaic
+      evaluates the call as Python, where ``^`` is a bitwise XOR, so it becomes ``**``. Outside
+      calls, ``^`` is formula algebra (``(a + b)^2``: main effects and their interaction), which
+      formulaic already reads as R does, so it is left alone. Quoted text and backquoted names
+      are copied unchanged.
+    """
+    expr = _FACTOR_RE.sub("C(", expr)
+    out: list[str] = []
+    stack: list[bool] = []  # for each open bracket: is it a function call's?
+    quote: str | None = None
+    prev = ""  # last character outside quotes that is not white space
+    for ch in expr:
+        if quote:
+            out.append(ch)
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            stack.append(bool(prev) and (prev.isalnum() or prev in "_.`"))
+        elif ch == ")":
+            if stack:
+                stack.pop()
+        elif ch == "^" and any(stack):
+            out.append("**")
+            prev = "*"
+            continue
+        out.append(ch)
+        if not ch.isspace():
+            prev = ch
+    return "".join(out)
 
 
 def _split_top_level(text: str, sep: str) -> list[str]:
@@ -288,6 +321,8 @@ def r_column_name(name: str, used_factor: bool = True) -> str:
     """
     if name == "Intercept":
         return "(Intercept)"
+    # A power written I(x^2) reaches formulaic as I(x ** 2) (see _to_formulaic); R prints I(x^2).
+    name = re.sub(r"\s*\*\*\s*", "^", name)
     parts = []
     for part in _split_top_level(name, ":"):
         m = _LEVEL_RE.match(part) or _FULLRANK_RE.match(part)

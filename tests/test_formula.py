@@ -136,3 +136,32 @@ def test_factor_valued_slope_gets_every_level():
     df = _groups_frame().assign(f=lambda t: np.where(t.x > 0, "hi", "lo"))
     d = build_design(parse_formula("y ~ x + (0 + f | big)"), df, require_random=True)
     assert d.terms[0].z_names == ["fhi", "flo"]
+# ------------------------------------------------------------ R's arithmetic inside calls
+@pytest.mark.parametrize("dtype", [int, float])
+def test_power_inside_I_is_a_power(dtype):
+    """R reads I(x^2) as x squared; Python's ^ would be a bitwise XOR (3 ^ 2 == 1)."""
+    data = pd.DataFrame({"y": [1.0, 2.5, 2.0, 4.0, 3.5, 6.0],
+                         "x": np.array([1, 2, 3, 4, 5, 6], dtype=dtype),
+                         "g": list("aabbcc")})
+    d = build_design(parse_formula("y ~ x + I(x^2) + (1 | g)"), data, require_random=True)
+    assert d.x_names == ["(Intercept)", "x", "I(x^2)"]
+    np.testing.assert_array_equal(d.X[:, 2], np.array([1, 4, 9, 16, 25, 36], dtype=float))
+
+
+def test_power_inside_other_calls_and_python_power_spelling():
+    data = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0], "x": [1.0, 2.0, 3.0, 4.0]})
+    d = build_design(parse_formula("y ~ np.log(x^3) + I(2^x)"), data, require_random=False)
+    np.testing.assert_allclose(d.X[:, 1], 3 * np.log(data["x"]))
+    np.testing.assert_allclose(d.X[:, 2], 2.0 ** data["x"])
+    d2 = build_design(parse_formula("y ~ I(x**2)"), data, require_random=False)
+    assert d2.x_names == ["(Intercept)", "I(x^2)"]
+
+
+def test_caret_outside_calls_is_formula_algebra():
+    """(a + b)^2 is main effects plus interaction in R, not a power."""
+    data = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0, 4.0], "a": [1.0, 2.0, 3.0, 4.0, 6.0],
+                         "b": [2.0, 1.0, 0.0, 1.0, 3.0]})
+    d = build_design(parse_formula("y ~ (a + b)^2"), data, require_random=False)
+    assert d.x_names == ["(Intercept)", "a", "b", "a:b"]
+    d1 = build_design(parse_formula("y ~ a^2"), data, require_random=False)
+    assert d1.x_names == ["(Intercept)", "a"]
