@@ -13,22 +13,26 @@ from .book import glue
 from .bootstrap import bootstrap, pb_test, simulate
 from .datasets import load_arrests, load_faculty, simulate_faculty
 from .family import Family, binomial, poisson
-from .fit import ConvergenceWarning, SingularFitWarning, lmer
+from .fit import lmer
 from .glm_response import PIRLSError
-from .glmer import SeparationWarning, glmer
+from .glmer import glmer
 from .glmer_result import GlmerResult
 from .inference import (check_overdispersion, coef, coef_intervals, confint, fixef, icc, is_singular, ngrps, ranef,
                         se_coef, se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
 from .lm import LmResult, lm
 from .lmertest import contest
+from .messages import (ConvergenceWarning, MixedModelWarning, NonIntegerResponseWarning, RankDeficiencyWarning,
+                       RowsDroppedWarning, SeparationWarning, SingularFitWarning)
 from .profile import profile
 from .results import LmerResult
 from .tidy import aic, anova, bic, glance, shrinkage_table, tidy
 
 __all__ = [
     # fitting
-    "lmer", "lm", "LmerResult", "LmResult", "ConvergenceWarning", "SingularFitWarning",
-    "glmer", "GlmerResult", "binomial", "poisson", "Family", "PIRLSError", "SeparationWarning",
+    "lmer", "lm", "LmerResult", "LmResult", "glmer", "GlmerResult", "binomial", "poisson", "Family", "PIRLSError",
+    # warnings (all subclasses of MixedModelWarning, itself a UserWarning)
+    "MixedModelWarning", "ConvergenceWarning", "SingularFitWarning", "RowsDroppedWarning", "RankDeficiencyWarning",
+    "SeparationWarning", "NonIntegerResponseWarning",
     # accessors (lme4 / arm names)
     "fixef", "ranef", "coef", "vcov", "se_fixef", "se_ranef", "se_coef", "varcorr", "sigma", "ngrps",
     "is_singular", "confint", "coef_intervals", "icc", "group_intercepts", "predict_interval",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
+from .messages import ConvergenceWarning, SingularFitWarning, warn
 from .formula import DesignMatrices, ParsedFormula, build_design, parse_formula
 from .optimize import optimize_theta
 from .predictor import LinearPredictor
@@ -15,14 +15,6 @@ from .response import GaussianResponse, ScaledTheta
 from .results import LmerResult
 
 __all__ = ["lmer", "ConvergenceWarning", "SingularFitWarning"]
-
-
-class ConvergenceWarning(UserWarning):
-    """The optimiser's answer failed lme4's gradient check."""
-
-
-class SingularFitWarning(UserWarning):
-    """The fit is on the boundary of the parameter space (``isSingular``)."""
 
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, data_name: str | None = None) -> LmerResult:
@@ -106,9 +98,9 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, data_name: str 
         raise ValueError(f"{p} fixed effects for {n} observations: too few observations.")
     result = _fit(parsed, design, bool(REML), data_name or "data", data)
     if result.is_singular:
-        warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=2)
+        warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning)
     elif not result.opt.converged:
-        warnings.warn(result.opt.message, ConvergenceWarning, stacklevel=2)
+        warn(result.opt.message, ConvergenceWarning)
     return result
 
 

@@ -21,6 +21,7 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import DataMismatchWarning, FormulaicError
 
 from .design import RandomEffectsTerm, independent_columns_qr
+from .messages import RankDeficiencyWarning, RowsDroppedWarning, warn
 
 __all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "DesignMatrices", "build_design"]
 
@@ -445,9 +446,37 @@ def _check_columns(data: pd.DataFrame, names: set[str], where: str) -> None:
 
 def _matrix(expr: str, data: pd.DataFrame, where: str):
     try:
-        return model_matrix(_to_formulaic(expr), data, na_action="raise")
-    except FormulaicError as exc:
+        with warnings.catch_warnings():
+            # NumPy's "invalid value encountered in log": the rows are reported below instead.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return model_matrix(_to_formulaic(expr), data, na_action="raise")
+    except (FormulaicError, ValueError) as exc:
+        if "null values after evaluation" in str(exc):
+            _raise_undefined_transform(expr, data, where)
         raise ValueError(f"Could not build the {where} from {expr!r}: {exc}") from None
+
+
+def _raise_undefined_transform(expr: str, data: pd.DataFrame, where: str) -> None:
+    """A transformation that is undefined on some rows (``log(y)`` with y ≤ 0): name it and count.
+
+    The data have no missing values here (those rows were already dropped), so the missing
+    values come from the transformation itself. R would drop NaN rows silently (or stop on
+    -Inf); we stop and say which expression, how many rows, and what to do.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # log(0) and log(-1) are what we report
+        mm = model_matrix(_to_formulaic(expr), data, na_action="ignore")
+    values = np.asarray(mm, dtype=float)
+    bad = ~np.isfinite(values)
+    cols = [str(c) for c, b in zip(mm.columns, bad.any(axis=0), strict=True) if b]
+    rows = bad.any(axis=1)
+    labels = ", ".join(map(str, data.index[rows][:5])) + (", ..." if rows.sum() > 5 else "")
+    raise ValueError(
+        f"In the {where}, {', '.join(cols) or expr} is not finite for {int(rows.sum())} of "
+        f"{len(data)} rows (row labels {labels}): the transformation is undefined there (e.g. the "
+        "log of a value <= 0). Remove or recode those rows before fitting, or change the "
+        "transformation (e.g. log(y + c) with a stated c)."
+    ) from None
 
 
 def build_design(
@@ -485,6 +514,12 @@ def build_design(
         seen_terms.add(key)
     groups_used = sorted({c for t in parsed.random for _, cols in t.factors() for c in cols})
 
+    if re.search(r"(?<![\w.])offset\s*\(", parsed.fixed):
+        raise ValueError(
+            f"offset() in {parsed.formula!r}: lmer() and lm() take no offset; glmer() does "
+            "(e.g. offset(log(exposure)) in a Poisson model). For a linear model subtract the offset "
+            "from the response instead, e.g. 'I(y - z) ~ x + (1 | g)'."
+        )
     resp_vars = _required_variables(parsed.response)
     fixed_vars = _required_variables(parsed.fixed)
     rand_vars: set[str] = set()
@@ -503,12 +538,8 @@ def build_design(
         raise ValueError("Every row has a missing value in a model variable; nothing to fit.")
     if n_dropped:
         cols = [c for c in used if frame[c].isna().any()]
-        warnings.warn(
-            f"Dropped {n_dropped} of {len(frame)} rows with missing values "
-            f"(in {', '.join(cols)}), as R's na.omit does.",
-            UserWarning,
-            stacklevel=3,
-        )
+        warn(f"Dropped {n_dropped} of {len(frame)} rows with missing values "
+             f"(in {', '.join(cols)}), as R's na.omit does.", RowsDroppedWarning)
         frame = frame.loc[~incomplete]
 
     # Response -------------------------------------------------------------
@@ -660,12 +691,8 @@ def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, l
         return X, names, [], qr
     kept = set(keep.tolist())
     dropped = [names[j] for j in range(p) if j not in kept]
-    warnings.warn(
-        f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-        f"column(s): {', '.join(dropped)}",
-        UserWarning,
-        stacklevel=4,
-    )
+    warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+         f"column(s): {', '.join(dropped)}", RankDeficiencyWarning)
     return X[:, keep], [names[j] for j in keep], dropped, None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +13,8 @@ from formulaic.errors import FormulaicError
 from scipy import optimize
 
 from .family import Family, get_family
-from .fit import ConvergenceWarning, SingularFitWarning
+from .messages import (ConvergenceWarning, NonIntegerResponseWarning, RowsDroppedWarning, SeparationWarning,
+                       SingularFitWarning, warn)
 from .formula import ParsedFormula, _split_top_level, _strip_outer_parens, build_design, parse_formula
 from .predictor import LinearPredictor
 from .glm_response import GLMResponse, PIRLSError, agq_deviance, laplace_deviance, pirls
@@ -22,10 +22,6 @@ from .glm_response import GLMResponse, PIRLSError, agq_deviance, laplace_devianc
 __all__ = ["glmer", "SeparationWarning"]
 
 _RESPONSE_COL = "glmer_response__"
-
-
-class SeparationWarning(UserWarning):
-    """Fitted probabilities numerically 0 or 1: (quasi-)complete separation."""
 
 
 # --------------------------------------------------------------------------- #
@@ -237,8 +233,8 @@ def model_frame(formula: str, data: pd.DataFrame, family: Family, weights=None, 
         raise ValueError("Every row has a missing value in a model variable; nothing to fit.")
     if n_dropped:
         cols = [c for c in frame.columns if frame[c].isna().any()]
-        warnings.warn(f"Dropped {n_dropped} of {len(frame)} rows with missing values (in {', '.join(cols)}), "
-                      "as R's na.omit does.", UserWarning, stacklevel=3)
+        warn(f"Dropped {n_dropped} of {len(frame)} rows with missing values (in {', '.join(cols)}), "
+             "as R's na.omit does.", RowsDroppedWarning)
         frame = frame.loc[~incomplete]
     frame = frame.copy()
     n = len(frame)
@@ -301,10 +297,10 @@ def model_frame(formula: str, data: pd.DataFrame, family: Family, weights=None, 
                              "counts must be non-negative.")
         nonint = np.abs(y - np.round(y)) > 1e-8
         if nonint.any():
-            warnings.warn(
+            warn(
                 f"The Poisson response {name!r} has {int(nonint.sum())} non-integer value(s) "
                 "(lme4 warns 'non-integer x' too); the log-likelihood uses the continuous extension "
-                "y log mu - mu - lgamma(y + 1).", UserWarning, stacklevel=3)
+                "y log mu - mu - lgamma(y + 1).", NonIntegerResponseWarning)
         pw = w_user
         kind = "count"
 
@@ -688,11 +684,11 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", nAGQ: int = 1, we
         mu = fit.state.mu
         eps = 10 * np.finfo(float).eps
         if np.any((mu < eps) | (mu > 1 - eps)):
-            warnings.warn("fitted probabilities numerically 0 or 1 occurred: possible (quasi-)complete "
+            warn("fitted probabilities numerically 0 or 1 occurred: possible (quasi-)complete "
                           "separation; estimates of the separating effects are not finite.",
-                          SeparationWarning, stacklevel=2)
+                 SeparationWarning)
     if result.is_singular:
-        warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=2)
+        warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning)
     elif not opt.converged:
-        warnings.warn(f"Model failed to converge: {opt.message}", ConvergenceWarning, stacklevel=2)
+        warn(f"Model failed to converge: {opt.message}", ConvergenceWarning)
     return result

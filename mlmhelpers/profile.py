@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from .messages import warn
 from .results import LmerResult
 
 __all__ = ["profile", "Profile"]
@@ -234,7 +235,7 @@ class Profile:
             if z.min() <= target <= z.max():
                 return float(np.interp(target, z, x))
             return np.nan
-        warnings.warn("non-monotonic profile: interval end not available", RuntimeWarning, stacklevel=3)
+        warn("non-monotonic profile: interval end not available", RuntimeWarning)
         return np.nan
 
     def _exact(self, name, x, z, target) -> float:

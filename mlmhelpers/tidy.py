@@ -10,6 +10,7 @@ from scipy import stats
 
 from .glmer_result import GlmerResult
 from .lm import LmResult
+from .messages import ConvergenceWarning, SingularFitWarning, warn
 from .results import LmerResult
 
 __all__ = ["tidy", "glance", "aic", "bic", "anova", "shrinkage_table"]
@@ -331,8 +332,6 @@ def anova(*models, refit: bool = True, ddf: str = "Satterthwaite", **named) -> p
     R equivalents: ``anova(m0, m1)`` (lme4) and ``anova(m, ddf = "Satterthwaite")``
     (lmerTest, type III).
     """
-    from .fit import lmer
-
     if len(models) + len(named) == 1:
         only = (list(models) + list(named.values()))[0]
         if isinstance(only, LmerResult):
@@ -345,11 +344,14 @@ def anova(*models, refit: bool = True, ddf: str = "Satterthwaite", **named) -> p
     fitted = {}
     for name, m in ms.items():
         if isinstance(m, LmerResult) and m.REML and refit:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                m = lmer(m.formula, _model_frame(m), REML=False)
+            # The ML refit reuses the fit's design; what it would warn about is said once, naming
+            # the model, at the user's call of anova().
+            m = m._refit(REML=False)
+            if m.is_singular:
+                warn(f"refitting {name!r} by maximum likelihood: boundary (singular) fit: "
+                     "see help('isSingular')", SingularFitWarning)
+            elif not m.converged:
+                warn(f"refitting {name!r} by maximum likelihood: {m.opt.message}", ConvergenceWarning)
         fitted[name] = m
     order = sorted(fitted, key=lambda k: fitted[k].npar)
     rows, prev = [], None
