@@ -51,12 +51,11 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import mimetypes
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
 from urllib.parse import urlparse
 
 import nbformat
@@ -147,7 +146,7 @@ class References:
     project: str = ""
 
     @classmethod
-    def from_env(cls, env, base_url: str) -> "References":
+    def from_env(cls, env, base_url: str) -> References:
         from docutils import nodes
 
         std = env.domaindata["std"]

@@ -31,7 +31,6 @@ import time
 import warnings
 from pathlib import Path
 
-
 import mlmhelpers as mh
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,12 +17,36 @@ from .fit import lmer
 from .glm_response import PIRLSError
 from .glmer import glmer
 from .glmer_result import GlmerResult
-from .inference import (check_overdispersion, coef, coef_intervals, confint, fixef, icc, is_singular, ngrps, ranef,
-                        se_coef, se_fixef, se_ranef, sigma, varcorr, vcov, group_intercepts, predict_interval)
+from .inference import (
+                        check_overdispersion,
+                        coef,
+                        coef_intervals,
+                        confint,
+                        fixef,
+                        group_intercepts,
+                        icc,
+                        is_singular,
+                        ngrps,
+                        predict_interval,
+                        ranef,
+                        se_coef,
+                        se_fixef,
+                        se_ranef,
+                        sigma,
+                        varcorr,
+                        vcov,
+)
 from .lm import LmResult, lm
 from .lmertest import contest
-from .messages import (ConvergenceWarning, MixedModelWarning, NonIntegerResponseWarning, RankDeficiencyWarning,
-                       RowsDroppedWarning, SeparationWarning, SingularFitWarning)
+from .messages import (
+                        ConvergenceWarning,
+                        MixedModelWarning,
+                        NonIntegerResponseWarning,
+                        RankDeficiencyWarning,
+                        RowsDroppedWarning,
+                        SeparationWarning,
+                        SingularFitWarning,
+)
 from .profile import profile
 from .results import LmerResult
 from .tidy import aic, anova, bic, glance, shrinkage_table, tidy

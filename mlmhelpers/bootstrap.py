@@ -158,9 +158,7 @@ def bootstrap(model: LmerResult, func: Callable | None = None, nsim: int = 500, 
     >>> b.shape, list(b.columns)
     ((20, 2), ['(Intercept)', 'pop_pct_pov'])
     """
-    from .profile import _progress
-
-    from .profile import _cv_to_sv, _theta_blocks
+    from .profile import _cv_to_sv, _progress, _theta_blocks
 
     model = _need_fit(model, "bootstrap")
     nsim = _check_nsim(nsim)

@@ -7,8 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .messages import ConvergenceWarning, SingularFitWarning, warn
 from .formula import DesignMatrices, ParsedFormula, build_design, parse_formula
+from .messages import ConvergenceWarning, SingularFitWarning, warn
 from .optimize import optimize_theta
 from .predictor import LinearPredictor
 from .response import GaussianResponse, ScaledTheta

@@ -71,7 +71,7 @@ class GLMResponse:
         """η from R's ``mustart`` (family ``initialize``)."""
         return self.family.linkfun(self.family.mustart(self.y, self.pw))
 
-    def update(self, eta: np.ndarray) -> "ResponseState":
+    def update(self, eta: np.ndarray) -> ResponseState:
         """μ, dμ/dη, IRLS weights, working residual and deviance residuals at ``eta``."""
         fam = self.family
         mu, mu_eta = fam.linkinv_and_mu_eta(eta)

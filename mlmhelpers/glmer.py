@@ -13,11 +13,17 @@ from formulaic.errors import FormulaicError
 from scipy import optimize
 
 from .family import Family, get_family
-from .messages import (ConvergenceWarning, NonIntegerResponseWarning, RowsDroppedWarning, SeparationWarning,
-                       SingularFitWarning, warn)
 from .formula import ParsedFormula, _split_top_level, _strip_outer_parens, build_design, parse_formula
-from .predictor import LinearPredictor
 from .glm_response import GLMResponse, PIRLSError, agq_deviance, laplace_deviance, pirls
+from .messages import (
+    ConvergenceWarning,
+    NonIntegerResponseWarning,
+    RowsDroppedWarning,
+    SeparationWarning,
+    SingularFitWarning,
+    warn,
+)
+from .predictor import LinearPredictor
 
 __all__ = ["glmer", "SeparationWarning"]
 

@@ -12,8 +12,8 @@ from scipy import stats
 
 from .family import Family
 from .formula import new_factor_codes, new_fixed_matrix, new_random_matrix
-from .rprint import abbreviate, format_table, r_format
 from .results import SINGULAR_TOL, LmerSummary, _is_na_re_form
+from .rprint import abbreviate, format_table, r_format
 
 __all__ = ["GlmerResult", "format_pvalues", "signif_stars"]
 
@@ -366,7 +366,7 @@ class GlmerResult:
         """``Z Λ_θ u`` (as the engine's ``LinearPredictor.zlambda``): for simulating new random effects."""
         return self.pred.zlambda(np.asarray(theta, dtype=float), np.asarray(u, dtype=float))
 
-    def _refit(self, y=None, *, theta0=None) -> "GlmerResult":
+    def _refit(self, y=None, *, theta0=None) -> GlmerResult:
         """The same model (design, family, prior weights, offset, nAGQ) refitted to a new response.
 
         ``y`` is on the scale of the fit's response: proportions of the trials

@@ -9,8 +9,7 @@ import pandas as pd
 from scipy.linalg import cho_solve
 
 from .design import RandomEffectsTerm, ThetaMap
-from .formula import (DesignMatrices, ParsedFormula, new_factor_codes, new_fixed_matrix, new_random_matrix,
-                      parse_formula)
+from .formula import DesignMatrices, ParsedFormula, new_factor_codes, new_fixed_matrix, new_random_matrix, parse_formula
 from .optimize import OptimResult
 from .predictor import LinearPredictor, PLSSolution
 from .response import GaussianResponse

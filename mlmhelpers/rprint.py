@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-import numpy as np
-
 __all__ = ["r_decimals", "r_format", "abbreviate", "format_table"]
 
 

@@ -19,7 +19,6 @@ from urllib.parse import urljoin, urlparse
 
 import nbformat
 import pytest
-
 import student_edition as se  # scripts/, on sys.path through conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]

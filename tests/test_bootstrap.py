@@ -7,11 +7,11 @@ PBmodcomp, the LRT statistic, is lme4's (tests/r/inference_reference.R)."""
 import numpy as np
 import pandas as pd
 import pytest
+from inference_refs import sleepstudy
 
 import mlmhelpers as mh
 from mlmhelpers import bootstrap, confint, lmer, pb_test, simulate
 from mlmhelpers.bootstrap import _norm_inter, boot_intervals
-from inference_refs import sleepstudy
 
 SLOPE = "violent_arrest_per1000 ~ pop_pct_pov + (1 + pop_pct_pov | stusps)"
 

@@ -42,9 +42,8 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
 import yaml
-from playwright.sync_api import Error as PlaywrightError
-
 from conftest import LOCAL_HOST, is_local, timed  # the `browser` fixture is in conftest.py
+from playwright.sync_api import Error as PlaywrightError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "_build" / "screenshots"

@@ -22,7 +22,7 @@ Run with ``.venv/bin/python -m pytest tests/test_chapter_prediction.py -o addopt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import nbformat
@@ -117,7 +117,7 @@ def reml_random_intercept(df: pd.DataFrame) -> RandomIntercept:
         b=pd.Series(w * resid_sum, index=levels), condvar=pd.Series(sigma2 * w, index=levels))
 
 
-@lru_cache(maxsize=None)
+@cache
 def own_fit(subset: str = "all") -> RandomIntercept:
     d = load_arrests()
     if subset == "2011":

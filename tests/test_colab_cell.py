@@ -26,9 +26,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from IPython.core.inputtransformer2 import TransformerManager
-
 import sync_colab  # scripts/, on sys.path through conftest.py
+from IPython.core.inputtransformer2 import TransformerManager
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sync_colab.chapters(ROOT)

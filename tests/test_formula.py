@@ -165,3 +165,23 @@ def test_caret_outside_calls_is_formula_algebra():
     assert d.x_names == ["(Intercept)", "a", "b", "a:b"]
     d1 = build_design(parse_formula("y ~ a^2"), data, require_random=False)
     assert d1.x_names == ["(Intercept)", "a"]
+
+
+# ------------------------------------------------------- transformations undefined on some rows
+@pytest.mark.parametrize("formula,where", [
+    ("np.log(y) ~ x + (1 | g)", "response"),
+    ("y ~ np.log(x) + (1 | g)", "fixed-effects design"),
+])
+def test_undefined_transformation_is_named_with_its_rows(formula, where):
+    data = pd.DataFrame({"y": [1.0, -2.0, 3.0, 4.0, 0.5, 2.0], "x": [1.0, 2.0, -1.0, 4.0, 5.0, 6.0],
+                         "g": list("aabbcc")})
+    before = data.copy()
+    with pytest.raises(ValueError, match=rf"In the {where}, np.log\(\w\) is not finite for 1 of 6 rows"):
+        build_design(parse_formula(formula), data, require_random=True)
+    pd.testing.assert_frame_equal(data, before)
+
+
+def test_offset_in_a_linear_model_is_refused_by_name():
+    data = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "z": [1.0, 0.0, 2.0, 1.0], "g": list("aabb")})
+    with pytest.raises(ValueError, match=r"offset\(\) in .*lmer\(\) and lm\(\) take no offset; glmer\(\) does"):
+        build_design(parse_formula("y ~ 1 + offset(z) + (1 | g)"), data, require_random=True)

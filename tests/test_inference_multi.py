@@ -5,10 +5,10 @@ tests/r/inference_multi_reference.R (tight optimiser, see tests/test_satterthwai
 import numpy as np
 import pandas as pd
 import pytest
+from inference_refs import DATA
 
 from mlmhelpers import confint, lmer, simulate
 from mlmhelpers.lmertest import coef_table
-from inference_refs import DATA
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ for why the references are the tight-optimiser fits of tests/r/inference_referen
 
 import numpy as np
 import pytest
+from inference_refs import sleepstudy, with_state_poverty
 
 from mlmhelpers import lmer
-from mlmhelpers.lmertest import coef_table
 from mlmhelpers.kenward_roger import kenward_roger_info, kr_ddf
-from inference_refs import sleepstudy, with_state_poverty
+from mlmhelpers.lmertest import coef_table
 
 
 @pytest.fixture(scope="module")

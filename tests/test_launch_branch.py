@@ -14,10 +14,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import launch_branch as lb  # scripts/, on sys.path through conftest.py
 import pytest
 import yaml
-
-import launch_branch as lb  # scripts/, on sys.path through conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,7 +39,6 @@ from urllib.parse import urlparse
 
 import nbformat
 import pytest
-
 import student_edition as se  # scripts/, on sys.path through conftest.py
 from conftest import CHROMIUM, timed
 

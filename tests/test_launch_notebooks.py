@@ -32,9 +32,8 @@ from urllib.parse import urlparse
 
 import nbformat
 import pytest
-import yaml
-
 import student_edition as se  # scripts/, on sys.path through conftest.py
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))

@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from inference_refs import sleepstudy, with_state_poverty
 
 import mlmhelpers as mh
 from mlmhelpers import anova, contest, lmer, tidy
-from inference_refs import sleepstudy, with_state_poverty
 
 L2 = np.array([[0, 0, 1, -1, 0], [0, 0, 0, 0, 1.0]])
 

@@ -20,7 +20,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
-
 from matplotlib.colors import same_color, to_hex  # noqa: E402
 from scipy import stats  # noqa: E402
 

@@ -9,14 +9,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from dense import brute_force_minimum, dense_multi
 from scipy.optimize import approx_fprime
 
 import mlmhelpers as mh
 from mlmhelpers.design import ThetaMap
 from mlmhelpers.predictor import LinearPredictor
 from mlmhelpers.response import GaussianResponse, ScaledTheta
-
-from dense import brute_force_minimum, dense_multi
 
 
 def _nested(seed=0, n_a=5, per_a=3):

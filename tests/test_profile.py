@@ -5,11 +5,11 @@ tests/test_satterthwaite.py)."""
 
 import numpy as np
 import pytest
+from inference_refs import dyestuff
 from scipy import optimize, stats
 
 import mlmhelpers as mh
 from mlmhelpers import confint, lmer, profile
-from inference_refs import dyestuff
 
 SLOPE = "violent_arrest_per1000 ~ pop_pct_pov + (1 + pop_pct_pov | stusps)"
 

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import timed
 
 ROOT = Path(__file__).resolve().parents[1]

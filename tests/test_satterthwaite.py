@@ -11,11 +11,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from inference_refs import sleepstudy, with_state_poverty
 
 from mlmhelpers import lmer
 from mlmhelpers.lmertest import coef_table
 from mlmhelpers.satterthwaite import richardson_hessian, richardson_jacobian, satterthwaite_df_1d
-from inference_refs import sleepstudy, with_state_poverty
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 import student_edition as se  # scripts/, on sys.path through conftest.py
 from conftest import StudentEdition  # noqa: F401  (the `student` fixture lives in conftest.py)
 
