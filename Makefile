@@ -1,7 +1,7 @@
 # Single entry point for building and checking the course. Needs only python3, npm and make.
 #
 #   make book       build the book into _build/html (warnings are errors)
-#   make test       every check: unit tests, notebooks (nbval), -W book build, student edition,
+#   make test       every check: ruff (lint), unit tests, notebooks (nbval), -W book build, student edition,
 #                   Colab cells, runtime environment (requirements.txt alone), browser
 #   make notebooks  re-execute every chapter in place (for authors, before committing)
 #   make notebooks-launch   the launch notebooks (_build/launch: what Binder, Colab, the
@@ -40,6 +40,7 @@ notebooks-launch: book
 # pytest.ini makes this one run collect tests/ (unit tests, book build, student edition,
 # Colab cells, runtime environment, browser) and --nbval over book/*.ipynb.
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 # Every solution removed, from the HTML and from the notebooks (scripts/student_edition.py).

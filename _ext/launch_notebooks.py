@@ -543,7 +543,7 @@ class Converter:
                 converted = self.inline("\n".join(para)).split("\n")
                 if len(converted) == len(para):  # a value pasted at a line start: "2. Keep DC"
                     converted = [LIST_MARKER.sub(r"\1\2\\\3", new) if old.lstrip().startswith("{") else new
-                                 for old, new in zip(para, converted)]
+                                 for old, new in zip(para, converted, strict=True)]
                 out.append("\n".join(converted))
                 para.clear()
 

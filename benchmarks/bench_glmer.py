@@ -116,7 +116,7 @@ def main() -> None:
         d = data[name]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t, m = best_of(lambda: mh.glmer(formula, d, family=family), args.repeat if name != "VerbAgg crossed"
+            t, m = best_of(lambda f=formula, dd=d, fam=family: mh.glmer(f, dd, family=fam), args.repeat if name != "VerbAgg crossed"
                            else max(1, args.repeat // 2))
         rows.append((name, f"{m.nobs:,}", " × ".join(f"{v:,}" for v in m.ngroups.to_numpy()), t, m))
     r_times = {} if args.no_r else time_lme4(args.repeat)

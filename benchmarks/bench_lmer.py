@@ -67,9 +67,9 @@ def main() -> None:
     rows = []
     for label, formula, slope in [("random intercept", "y ~ x + (1 | g)", False),
                                   ("random intercept + slope", "y ~ x + (1 + x | g)", True)]:
-        t = best_of(lambda: mh.lmer(formula, big), 3)
+        t = best_of(lambda f=formula: mh.lmer(f, big), 3)
         t_sm = time_statsmodels(small, slope)
-        t_ours_small = best_of(lambda: mh.lmer(formula, small), 3)
+        t_ours_small = best_of(lambda f=formula: mh.lmer(f, small), 3)
         rows.append((label, f"{n:,} x {groups:,}", f"{t:.3f}", f"{sm_n:,} x {sm_groups:,}",
                      f"{t_ours_small:.3f}", f"{t_sm:.3f}"))
 
@@ -80,7 +80,7 @@ def main() -> None:
         ("lecture A: (1 + experience | department)", "salary ~ experience + (1 + experience | department)", faculty),
     ]
     for label, formula, data in lecture:
-        t = best_of(lambda: mh.lmer(formula, data), 5)
+        t = best_of(lambda f=formula, dd=data: mh.lmer(f, dd), 5)
         rows.append((label, f"{len(data):,}", f"{t * 1000:.1f} ms", "", "", ""))
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

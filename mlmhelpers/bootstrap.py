@@ -211,7 +211,7 @@ def _norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     rk = (R + 1) * alpha
     k = np.trunc(rk).astype(int)
     out = np.empty(len(alpha))
-    for i, (ki, ri, a) in enumerate(zip(k, rk, alpha)):
+    for i, (ki, ri, a) in enumerate(zip(k, rk, alpha, strict=True)):
         if ki == 0:
             out[i] = t[0]
         elif ki >= R:

@@ -597,7 +597,7 @@ def _factor_codes(frame: pd.DataFrame, cols: tuple[str, ...], name: str) -> tupl
     labels = []
     for v in uniq:
         pieces = []
-        for codes_c, levels_c in reversed(parts):
+        for _codes, levels_c in reversed(parts):
             pieces.append(str(levels_c[v % len(levels_c)]))
             v //= len(levels_c)
         labels.append(":".join(reversed(pieces)))
@@ -650,7 +650,7 @@ def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int, *,
                 "probably unidentifiable")
     # lme4 (mkReTrms) orders the terms by decreasing number of levels when they are not already.
     nl = [len(factors[b[0]][1]) for b in bars]
-    if any(b > a for a, b in zip(nl[:-1], nl[1:])):
+    if any(b > a for a, b in zip(nl[:-1], nl[1:], strict=True)):
         order = list(np.argsort(nl, kind="stable"))[::-1]
         bars = [bars[i] for i in order]
     merged: dict[str, list] = {}
@@ -661,7 +661,7 @@ def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int, *,
         codes, levels, cols = factors[name]
         z_cols, z_names, blocks, exprs, specs = [], [], [], [], []
         start = 0
-        for _, expr, correlated, Zt, names, spec, label in group:
+        for _, expr, correlated, Zt, names, spec, _label in group:
             dup = set(names) & set(z_names)
             if dup:
                 raise ValueError(

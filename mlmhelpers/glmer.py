@@ -498,7 +498,7 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
         B = np.zeros((d, d))
         B[:k, :k] = np.diag(np.where(hd[:k] > 0, hd[:k], 1.0))
         B[k:, k:] = B_beta
-        for phase in range(4):  # quasi-Newton; then Newton with the finite-difference Hessian
+        for _phase in range(4):  # quasi-Newton; then Newton with the finite-difference Hessian
             for _ in range(200):
                 free = ~((x <= lower + 1e-12) & (g > 0))
                 step = _newton_step(g, B, free)

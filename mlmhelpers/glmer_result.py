@@ -52,10 +52,10 @@ def format_pvalues(pv: np.ndarray, digits: int = 3) -> list[str]:
         expo = np.floor(np.log10(np.where(v > 0, v, 1e-50)))
         fixp = (expo >= -3) | ((expo == -4) & (digits > 1))
         if fixp.any():
-            for i, s in zip(idx[fixp], r_format(v[fixp].tolist(), digits)):
+            for i, s in zip(idx[fixp], r_format(v[fixp].tolist(), digits), strict=True):
                 out[i] = s
         if (~fixp).any():
-            for i, s in zip(idx[~fixp], _format_sci(v[~fixp].tolist(), digits)):
+            for i, s in zip(idx[~fixp], _format_sci(v[~fixp].tolist(), digits), strict=True):
                 out[i] = s
     if is0.any():
         d = max(1, digits - 2)
@@ -166,7 +166,7 @@ class GlmerResult:
         """Relative covariance parameters (R: ``getME(m, "theta")``)."""
         names = []
         for t in self.terms:
-            for r, c in zip(t.tmap.rows, t.tmap.cols):
+            for r, c in zip(t.tmap.rows, t.tmap.cols, strict=True):
                 zr, zc = t.z_names[r], t.z_names[c]
                 names.append(f"{t.name}.{zr}" if r == c else f"{t.name}.{zr}.{zc}")
         return pd.Series(self.fit.theta, index=names, name="theta")
@@ -233,7 +233,7 @@ class GlmerResult:
     # --------------------------------------------------------- random effects
     def _per_term(self, flat: np.ndarray) -> dict[str, pd.DataFrame]:
         blocks = self.pred.split_u(flat)
-        return {t.name: pd.DataFrame(b, index=t.levels, columns=t.z_names) for t, b in zip(self.terms, blocks)}
+        return {t.name: pd.DataFrame(b, index=t.levels, columns=t.z_names) for t, b in zip(self.terms, blocks, strict=True)}
 
     @staticmethod
     def _single(d: dict):
@@ -251,7 +251,7 @@ class GlmerResult:
     @property
     def b(self) -> np.ndarray:
         lams = self.pred.Lambdas(self.fit.theta)
-        parts = [(uk @ lam.T).reshape(-1) for uk, lam in zip(self.pred.split_u(self.fit.u), lams)]
+        parts = [(uk @ lam.T).reshape(-1) for uk, lam in zip(self.pred.split_u(self.fit.u), lams, strict=True)]
         return np.concatenate(parts)
 
     @property
@@ -262,14 +262,14 @@ class GlmerResult:
         lme4's ``ranef(m, condVar = TRUE)`` attaches as ``postVar``.
         """
         blocks = self.fit.fac.condvar_blocks()
-        return blocks[0] if len(blocks) == 1 else {t.name: b for t, b in zip(self.terms, blocks)}
+        return blocks[0] if len(blocks) == 1 else {t.name: b for t, b in zip(self.terms, blocks, strict=True)}
 
     @property
     def se_ranef(self):
         """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)$g``)."""
         blocks = self.fit.fac.condvar_blocks()
         out = {t.name: pd.DataFrame(np.sqrt(np.diagonal(b, axis1=1, axis2=2)), index=t.levels, columns=t.z_names)
-               for t, b in zip(self.terms, blocks)}
+               for t, b in zip(self.terms, blocks, strict=True)}
         return self._single(out)
 
     @property
@@ -287,8 +287,8 @@ class GlmerResult:
     # ------------------------------------------------- variance components
     def _covariance_blocks(self) -> list[tuple[str, list[str], np.ndarray]]:
         out = []
-        for t, lam in zip(self.terms, self.pred.Lambdas(self.fit.theta)):
-            for label, (start, stop, _) in zip(t.block_labels(), t.blocks):
+        for t, lam in zip(self.terms, self.pred.Lambdas(self.fit.theta), strict=True):
+            for label, (start, stop, _) in zip(t.block_labels(), t.blocks, strict=True):
                 sub = lam[start:stop, start:stop]
                 out.append((label, t.z_names[start:stop], sub @ sub.T))
         return out
@@ -472,7 +472,7 @@ class GlmerResult:
     def _new_random_part(self, newdata: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
         eta = np.zeros(len(newdata))
         b_blocks = self.pred.split_u(self.b)
-        for t, b in zip(self.terms, b_blocks):
+        for t, b in zip(self.terms, b_blocks, strict=True):
             codes = new_factor_codes(t, newdata)
             if (codes < 0).any() and not allow_new_levels:
                 lab = newdata[list(t.columns)].astype(str).agg(":".join, axis=1)[codes < 0]
@@ -534,7 +534,7 @@ class GlmerResult:
         if has_corr:
             header += ["Corr"] + [""] * (max_q - 2)
         table = []
-        for r, v, s, c in zip(rows, v_str, s_str, corrs):
+        for r, v, s, c in zip(rows, v_str, s_str, corrs, strict=True):
             line = r + ([s] if sd_only else [v, s])
             if has_corr:
                 line += c + [""] * (max_q - 1 - len(c))

@@ -69,25 +69,25 @@ def _contrast_matrix(model: LmerResult, L) -> np.ndarray:
     return L
 
 
-def _t_row(model: LmerResult, l: np.ndarray, ddf: str, rhs: float = 0.0) -> tuple[float, float, float]:
+def _t_row(model: LmerResult, c: np.ndarray, ddf: str, rhs: float = 0.0) -> tuple[float, float, float]:
     """(estimate, se, df) of one contrast."""
-    est = float(l @ model.fixef.to_numpy())
+    est = float(c @ model.fixef.to_numpy())
     if ddf == "Kenward-Roger":
         from .kenward_roger import kenward_roger_info, kr_ddf
 
-        var = float(l @ kenward_roger_info(model).vcov_adj @ l)
-        df = kr_ddf(model, l)
+        var = float(c @ kenward_roger_info(model).vcov_adj @ c)
+        df = kr_ddf(model, c)
     else:
         from .satterthwaite import satterthwaite_df_1d
 
-        var, df = satterthwaite_df_1d(model, l)
+        var, df = satterthwaite_df_1d(model, c)
     return est, float(np.sqrt(var)), float(df)
 
 
 def _t_table(model, L, ddf, rhs, confint=False, level=0.95, index=None) -> pd.DataFrame:
     rows = []
-    for l in L:
-        est, se, df = _t_row(model, l, ddf)
+    for c in L:
+        est, se, df = _t_row(model, c, ddf)
         t = (est - rhs) / se
         row = {"Estimate": est, "Std. Error": se, "df": df, "t value": t}
         if confint:
@@ -345,7 +345,7 @@ def format_pval(pv, digits: int = 3, eps: float = float(np.finfo(float).eps)) ->
         for mask in (fixp, ~fixp):
             if mask.any():
                 cells = _r_format_auto(p[mask], digits)
-                for i, c in zip(idx[mask], cells):
+                for i, c in zip(idx[mask], cells, strict=True):
                     out[i] = c
         rr = [out[i] for i in idx]
     if is0.any():

@@ -424,11 +424,11 @@ def plot_group_lines(model: LmerResult | LmResult, data: pd.DataFrame, x: str, *
     if not few:
         _scatter(ax, rows[x], rows[y], len(rows), color=_LIGHT_GREY, gid="points")
     by_group = {level: rows.loc[rows[g] == level] for level in chosen}
-    drawn = [(level, color) for level, color in zip(chosen, colors) if len(by_group[level])]
+    drawn = [(level, color) for level, color in zip(chosen, colors, strict=True) if len(by_group[level])]
     spans = [(level, by_group[level][x].min(), by_group[level][x].max()) for level, _ in drawn]
     curves = _predict_curves(model, data, x, spans, group=g)
     handles = []
-    for (level, color), (gx, gy) in zip(drawn, curves):
+    for (level, color), (gx, gy) in zip(drawn, curves, strict=True):
         if few:
             sub = by_group[level]
             _scatter(ax, sub[x], sub[y], len(rows), color=color, gid="points")
@@ -530,7 +530,7 @@ def plot_distributions(data: pd.DataFrame, y: str, x: str, *, axes: Any = None,
     labels = _check_labels(labels)
     axs = _axes_array(axes, 3, ncols=3, figsize=(8.5, 3.0))
     rows = _finite_xy(data, x, y)
-    for ax, col in zip(axs[:2], (y, x)):
+    for ax, col in zip(axs[:2], (y, x), strict=True):
         ax.hist(rows[col], bins=bins, color=_POINT_GREY, edgecolor="white", linewidth=0.5)
         _finish(ax, xlabel=_label(col, labels), ylabel="Count", grid="y")
     _scatter(axs[2], rows[x], rows[y], len(rows), color=_DARK_GREY, gid="points")
@@ -582,7 +582,7 @@ def plot_group_boxplots(data: pd.DataFrame, y: str, group: str, *, ax: Axes | No
         flierprops={"marker": "o", "markersize": 2.5, "markerfacecolor": _DARK_GREY, "markeredgecolor": "none",
                     "alpha": 0.5},
     )
-    for box, median in zip(parts["boxes"], parts["medians"]):
+    for box, median in zip(parts["boxes"], parts["medians"], strict=True):
         box.set_gid("box")
         median.set_gid("median")
     ax.set_xticks(np.arange(n), [str(lv) for lv in medians.index])
@@ -826,7 +826,7 @@ def plot_intercept_distributions(no_pooling: LmResult, multilevel: LmerResult, *
     axs[1].plot(part, np.full_like(part, 0.02), "|", color=POOLING_COLORS["partial"], ms=9, mew=1,
                 transform=axs[1].get_xaxis_transform(), gid="rug")
     axs[1].legend(loc="upper right", frameon=False, fontsize=9)
-    for ax, kind in zip(axs, ("none", "partial")):
+    for ax, kind in zip(axs, ("none", "partial"), strict=True):
         ax.set_xlim(lo, hi)
         _finish(ax, xlabel=xlabel or "Intercept", ylabel="Density" if kind == "none" else "",
                 title=POOLING_LABELS[kind], grid="y")
@@ -923,7 +923,7 @@ def _draw_shrinkage_arrows(ax: Axes, table: pd.DataFrame, glabel: str, xlabel: s
     area = _size_scale(n)
     span = max(np.ptp(np.concatenate([nop, part, [overall]])), np.finfo(float).tiny)
     ax.axvline(overall, color=POOLING_COLORS["complete"], ls="--", lw=1.2, zorder=1, gid="overall-mean")
-    for y0, a, b in zip(pos, nop, part):
+    for y0, a, b in zip(pos, nop, part, strict=True):
         head = abs(b - a) >= 0.015 * span  # a head on a tiny shift would only hide the markers
         style = "-|>,head_length=0.45,head_width=0.2" if head else "-"
         ax.annotate("", xy=(b, y0), xytext=(a, y0), gid="shrinkage-arrow",
@@ -931,7 +931,7 @@ def _draw_shrinkage_arrows(ax: Axes, table: pd.DataFrame, glabel: str, xlabel: s
     ax.scatter(nop, pos, s=area(n), facecolors="none", edgecolors=POOLING_COLORS["none"], linewidths=1.3,
                zorder=3, gid="no-pooling")
     ax.scatter(part, pos, s=14, color=POOLING_COLORS["partial"], zorder=4, gid="partial-pooling")
-    ax.set_yticks(pos, [f"{lv} (n={int(k)})" for lv, k in zip(table.index, n)])
+    ax.set_yticks(pos, [f"{lv} (n={int(k)})" for lv, k in zip(table.index, n, strict=True)])
     ax.tick_params(axis="y", labelsize=_ytick_fontsize(len(table)), length=0)
     ax.set_ylim(-0.8, len(table) - 0.2)
     handles = [
@@ -1064,7 +1064,7 @@ def plot_pooling_lines(data: pd.DataFrame, x: str, *, complete: LmResult, no_poo
     curves = {"complete": _predict_curves(complete, data, x, [(None, lo, hi)]) * len(chosen)}
     for kind in ("none", "partial"):
         curves[kind] = _predict_curves(models[kind], data, x, [(lv, lo, hi) for lv in chosen], group=g)
-    for i, (ax, level) in enumerate(zip(axs, chosen)):
+    for i, (ax, level) in enumerate(zip(axs, chosen, strict=True)):
         sub = rows.loc[rows[g] == level]
         _scatter(ax, sub[x], sub[y], len(sub), color=_POINT_GREY, alpha=0.8, gid="points")
         for kind in models:
@@ -1160,7 +1160,7 @@ def plot_estimates_vs_truth(estimated: pd.Series | pd.DataFrame, truth: pd.Serie
                   gid="intervals", label=f"± {k:g} SE")
     ax.plot(tv, ev, "o", color=color, ms=6, gid="estimates", label="Estimate")
     if len(ev) <= 12:
-        for name, xi, yi in zip(est.index, tv, ev):
+        for name, xi, yi in zip(est.index, tv, ev, strict=True):
             ax.annotate(str(name), (xi, yi), xytext=(7, -3), textcoords="offset points", fontsize=9,
                         color="#333333")
     ax.set_xlim(lims)

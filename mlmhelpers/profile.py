@@ -51,7 +51,7 @@ def _theta_blocks(model) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]
     ``model.tmap`` (one grouping factor).
     """
     pred = getattr(model, "predictor", None)
-    maps = ([(t.tmap, sl.start) for t, sl in zip(pred.terms, pred.theta_slices)] if pred is not None
+    maps = ([(t.tmap, sl.start) for t, sl in zip(pred.terms, pred.theta_slices, strict=True)] if pred is not None
             else [(model.tmap, 0)])
     out = []
     for tmap, offset in maps:
@@ -69,7 +69,7 @@ def _cv_to_sv(blocks, theta: np.ndarray, sigma: float) -> np.ndarray:
         lam[r, c] = theta[idx]
         cov = sigma**2 * lam @ lam.T
         sd = np.sqrt(np.diag(cov))
-        for i, rr, cc in zip(idx, r, c):
+        for i, rr, cc in zip(idx, r, c, strict=True):
             if rr == cc:
                 out[i] = sd[rr]
             else:
@@ -85,7 +85,7 @@ def _sv_to_cv(blocks, pars: np.ndarray) -> np.ndarray | None:
     for idx, r, c, size in blocks:
         sd = np.zeros(size)
         corr = np.eye(size)
-        for i, rr, cc in zip(idx, r, c):
+        for i, rr, cc in zip(idx, r, c, strict=True):
             if rr == cc:
                 sd[rr] = pars[i]
             else:
@@ -214,7 +214,7 @@ class Profile:
             pts = self.table[self.table[".par"] == name]
             x, z = pts["value"].to_numpy(), pts[".zeta"].to_numpy()
             ends = []
-            for target, bound in zip(zs, (self.lower[name], self.upper[name])):
+            for target, bound in zip(zs, (self.lower[name], self.upper[name]), strict=True):
                 val = self._exact(name, x, z, target) if exact else self._spline(x, z, target)
                 ends.append(bound if np.isnan(val) else val)
             rows.append(ends)
@@ -421,8 +421,8 @@ def profile(model: LmerResult, which=None, *, delta_cutoff: float = 1 / 8, alpha
             xj = X[:, j]
             y = fm.design.y
 
-            def fe_zeta(fw, start=None, _j=j, _xj=xj, _Xd=Xdrop):
-                r = fm._refit(y=y - _xj * fw, X=_Xd, REML=False, theta0=theta_hat if start is None else start)
+            def fe_zeta(fw, start=None, _j=j, _xj=xj, _Xd=Xdrop, _y=y):
+                r = fm._refit(y=_y - _xj * fw, X=_Xd, REML=False, theta0=theta_hat if start is None else start)
                 dev = -2.0 * r.loglik
                 return (float(np.sign(fw - beta_hat[_j]) * np.sqrt(max(0.0, dev - base))),
                         np.asarray(r.sol.theta, dtype=float))

@@ -82,7 +82,7 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = N
     """Lay out strings in right-aligned columns the way R prints a matrix."""
     body = [list(r) for r in rows]
     if row_names is not None:
-        body = [[rn] + r for rn, r in zip(row_names, body)]
+        body = [[rn] + r for rn, r in zip(row_names, body, strict=True)]
         if header is not None:
             header = [""] + list(header)
     table = ([list(header)] if header is not None else []) + body

@@ -36,8 +36,8 @@ AUTHOR = ("Launch notebooks", "launch-notebooks@users.noreply.github.com")
 
 
 def git(repo: Path, *args: str, env: dict | None = None, check: bool = True) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout.strip() if proc.returncode == 0 else ""

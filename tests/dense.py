@@ -208,7 +208,7 @@ class DensePredictor:
 
     def Lambdas(self, theta):
         out, i = [], 0
-        for t, m in zip(self.terms, self._ntheta):
+        for t, m in zip(self.terms, self._ntheta, strict=True):
             out.append(_dense_lambda_block(t.Z.shape[1], t.blocks, np.asarray(theta)[i:i + m]))
             i += m
         return out
@@ -217,7 +217,7 @@ class DensePredictor:
         return np.block([[np.kron(np.eye(t.nlevels), lam) if i == j else
                           np.zeros((t.nlevels * lam.shape[0], s.nlevels * self.Lambdas(theta)[j].shape[0]))
                           for j, s in enumerate(self.terms)]
-                         for i, (t, lam) in enumerate(zip(self.terms, self.Lambdas(theta)))])
+                         for i, (t, lam) in enumerate(zip(self.terms, self.Lambdas(theta), strict=True))])
 
     def split_u(self, u):
         out, i = [], 0
@@ -299,7 +299,7 @@ def brute_force_glmm_deviance(y, weights, offset, X, codes, z, theta: float, bet
         rows = codes == j
         yj, wj, ej, zj = y[rows], weights[rows], eta0[rows], z[rows]
 
-        def logf(v):
+        def logf(v, yj=yj, wj=wj, ej=ej, zj=zj):
             mu = linkinv(ej + theta * zj * v)
             return -0.5 * float(np.sum(loglik_terms(yj, mu, wj))) + stats.norm.logpdf(v)
 
@@ -307,7 +307,7 @@ def brute_force_glmm_deviance(y, weights, offset, X, codes, z, theta: float, bet
                                        options={"xatol": 1e-10})
         vmax, lmax = float(opt.x), -float(opt.fun)
         # v ~ N(0, 1): beyond ±40 around the mode the integrand is below exp(-700) of its peak
-        val, _ = integrate.quad(lambda v: np.exp(logf(v) - lmax), vmax - 40, vmax + 40, points=[vmax],
+        val, _ = integrate.quad(lambda v, lmax=lmax: np.exp(logf(v) - lmax), vmax - 40, vmax + 40, points=[vmax],
                                 epsabs=0, epsrel=1e-12, limit=500)
         total += -2.0 * (lmax + np.log(val))
     return total

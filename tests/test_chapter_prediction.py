@@ -229,7 +229,7 @@ def test_chapter_interval_numbers_within_monte_carlo_error() -> None:
     sd_line = analytic_sd(ref, states, include_residual=False)
     se_county = mc_se_quantile(sd_county, N_SIMS)
     se_line = mc_se_quantile(sd_line, N_SIMS)
-    for k, sdc, sec, sdl, sel in zip(keys, sd_county, se_county, sd_line, se_line):
+    for k, sdc, sec, sdl, sel in zip(keys, sd_county, se_county, sd_line, se_line, strict=True):
         # width = U - L: SE about sqrt(2) times one bound's; 4 such SE allowed
         assert abs(g[f"sim_width_{k}"] - 2 * Z975 * sdc) < 4 * np.sqrt(2) * sec
         assert abs(g[f"mean_hw_{k}"] - Z975 * sdl) < 4 * sel

@@ -135,6 +135,6 @@ def test_sync_colab_rewrites_only_the_url(tmp_path: Path) -> None:
     assert sync_colab.sync(copy, new) is False  # idempotent
     old_lines = CHAPTERS[0].read_text(encoding="utf-8").splitlines()
     new_lines = copy.read_text(encoding="utf-8").splitlines()
-    changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
+    changed = [(a, b) for a, b in zip(old_lines, new_lines, strict=True) if a != b]
     assert len(old_lines) == len(new_lines) and len(changed) == 1, changed
     assert new in changed[0][1] and sync_colab.config_url(ROOT) in changed[0][0]

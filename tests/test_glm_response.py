@@ -66,7 +66,7 @@ def test_pirls_engine_equals_dense(case, u_only, cbpp):
     assert a.ldL2 == pytest.approx(b.ldL2, rel=1e-10)
     assert laplace_deviance(resp, a) == pytest.approx(laplace_deviance(resp, b), rel=1e-10)
     # conditional variances and RX at the modes
-    for ca, cb in zip(a.fac.condvar_blocks(), b.fac.condvar_blocks()):
+    for ca, cb in zip(a.fac.condvar_blocks(), b.fac.condvar_blocks(), strict=True):
         np.testing.assert_allclose(ca, cb, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(a.fac.RX @ a.fac.RX.T, b.fac.RX @ b.fac.RX.T, rtol=1e-8)
     fast = pirls(pred, design.X, resp, theta, beta, u_only=u_only)  # the scalar-term path where it applies
@@ -125,7 +125,7 @@ def test_laplace_is_the_textbook_formula(cbpp):
     for j in np.unique(codes):
         r = codes == j
 
-        def h(u):
+        def h(u, r=r):
             mu = fam.linkinv(eta0[r] + theta * u)
             return float(np.sum(fam.loglik_terms(resp.y[r], mu, resp.pw[r]))) + u * u
 

@@ -216,10 +216,10 @@ def test_summary_matches_lme4_layout(fits):
     np.testing.assert_allclose([float(v) for v in ours[i].split()], [float(v) for v in theirs[i].split()],
                                atol=1.5e-4)
     f = theirs.index("Fixed effects:") + 2
-    for a, b in zip(ours[f:f + 4], theirs[f:f + 4]):
+    for a, b in zip(ours[f:f + 4], theirs[f:f + 4], strict=True):
         ta, tb = a.split(), b.split()
         assert len(a) == len(b) and ta[:3] + ta[5:] == tb[:3] + tb[5:]  # name, estimate, SE, stars
-        for x, y in zip(ta[3:5], tb[3:5]):  # z value and Pr(>|z|): at most one unit of the last digit
+        for x, y in zip(ta[3:5], tb[3:5], strict=True):  # z value and Pr(>|z|): at most one unit of the last digit
             assert abs(float(x) - float(y)) <= 1.01 * last_digit_unit(y), (x, y)
     keep = [k for k in range(len(ours)) if k != i and not f <= k < f + 4]
     assert [ours[k] for k in keep] == [theirs[k] for k in keep]

@@ -38,7 +38,7 @@ def test_dense_definition(sleep):
     E = [np.array([[1, 0], [0, 0]]), np.array([[0, 1], [1, 0]]), np.array([[0, 0], [0, 1]])]
     G = [Z @ np.kron(np.eye(J), e) @ Z.T for e in E] + [np.eye(n)]
     psi = [cov[0, 0], cov[1, 0], cov[1, 1], m.sigma**2]
-    V = sum(p * g for p, g in zip(psi, G))
+    V = sum(p * g for p, g in zip(psi, G, strict=True))
     Vi = np.linalg.inv(V)
     X = d.X
     Phi = np.linalg.inv(X.T @ Vi @ X)

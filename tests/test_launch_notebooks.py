@@ -194,7 +194,7 @@ def test_same_code_and_outputs_as_the_chapter(launch, chapter: Path) -> None:
     code = [c for c in source.cells if c.cell_type == "code"]
     launched = [c for c in launch[chapter].cells if c.cell_type == "code"]
     assert [c.source for c in launched] == [c.source for c in code]
-    for ours, theirs in zip(launched, code):
+    for ours, theirs in zip(launched, code, strict=True):
         assert ours.outputs == [o for o in theirs.outputs if not ln.is_glue_record(o)], ours.source[:80]
         assert not any(ln.is_glue_record(o) for o in ours.outputs)
     assert 'if "google.colab" in sys.modules' in launched[0].source, "the Colab setup cell is not first"

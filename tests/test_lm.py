@@ -44,7 +44,7 @@ def test_state_fixed_effects_match_lecture(state_fe):
         ("factor(stusps)DC", 2.09, 2.78, 0.751, 4.53e-1),
         ("factor(stusps)DE", -12.3, 2.32, -5.29, 1.30e-7),
     ]
-    for row, (term, est, se, stat, p) in zip(t.itertuples(), expected):
+    for row, (term, est, se, stat, p) in zip(t.itertuples(), expected, strict=True):
         assert row.term == term
         assert (_r3(row.estimate), _r3(row.std_error), _r3(row.statistic), _r3(row.p_value)) == (est, se, stat, p)
     assert len(mh.tidy(state_fe)) == 52

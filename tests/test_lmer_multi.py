@@ -242,7 +242,7 @@ def test_one_factor_api_is_unchanged():
     assert list(m.varcorr.grp) == ["Subject", "Subject.1", "Residual"]
     assert m.design.group_name == "Subject"
     with pytest.raises(ValueError, match="use design.terms"):
-        fit("pastes", True).design.group_name
+        _ = fit("pastes", True).design.group_name
 
 
 def test_coef_intervals_per_factor():

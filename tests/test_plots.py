@@ -157,7 +157,7 @@ def test_group_lines_lmer_few_groups(m3, faculty):
     assert n_points(ax) == len(faculty)
     lines = by_gid(ax.lines, "group-line")
     assert [ln.get_label() for ln in lines] == levels
-    for i, (level, line, pts) in enumerate(zip(levels, lines, points)):
+    for i, (level, line, pts) in enumerate(zip(levels, lines, points, strict=True)):
         sub = faculty[faculty.department == level]
         assert same_color(line.get_color(), P.GROUP_PALETTE[i])
         assert same_color(pts.get_facecolor()[0][:3], P.GROUP_PALETTE[i])
@@ -480,7 +480,7 @@ def test_pooling_lines(arrests, pooled, fe, ml):
     assert new_figures(before) == 1
     assert isinstance(axes, np.ndarray) and len(axes) == len(groups)
     gi = mh.group_intercepts(fe, "stusps").estimate
-    for ax, g in zip(axes, groups):
+    for ax, g in zip(axes, groups, strict=True):
         n = int((arrests.stusps == g).sum())
         assert n_points(ax) == n and ax.get_title() == f"{g} (n = {n})"
         lines = {ln.get_gid(): ln for ln in ax.lines}

@@ -76,7 +76,7 @@ def test_exact_ends_are_on_the_chi_square_cutoff(slope_profile, arrests):
     # .sigma: minimise the deviance over θ with σ fixed (Nelder-Mead, from the definition)
     n = ml.nobs
     for s in exact.loc[".sigma"]:
-        def dev(th):
+        def dev(th, s=s):
             sol = ml._pls_at(th)
             return sol.ldL2 + sol.pwrss / s**2 + n * np.log(2 * np.pi * s**2)
         r = optimize.minimize(dev, ml.sol.theta, method="Nelder-Mead",

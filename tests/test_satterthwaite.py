@@ -85,7 +85,9 @@ def test_arrests_random_slope(arrests):
 
 
 def test_richardson_derivatives_exact_on_known_functions():
-    f = lambda x: np.exp(x[0]) * np.sin(x[1]) + x[0] ** 3 * x[1]
+    def f(x):
+        return np.exp(x[0]) * np.sin(x[1]) + x[0] ** 3 * x[1]
+
     x = np.array([0.3, 1.2])
     H = richardson_hessian(f, x)
     exact = np.array([[np.exp(0.3) * np.sin(1.2) + 6 * 0.3 * 1.2, np.exp(0.3) * np.cos(1.2) + 3 * 0.09],

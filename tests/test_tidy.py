@@ -84,5 +84,5 @@ def test_uncorrelated_blocks_are_labelled_like_lme4():
     m = mh.lmer("salary ~ experience + (experience || department)", f)
     assert list(m.varcorr.grp) == ["department", "department.1", "Residual"]
     t = mh.tidy(m, effects="ran_pars")
-    assert list(zip(t.group, t.term)) == [("department", "sd__(Intercept)"), ("department.1", "sd__experience"),
+    assert list(zip(t.group, t.term, strict=True)) == [("department", "sd__(Intercept)"), ("department.1", "sd__experience"),
                                           ("Residual", "sd__Observation")]
