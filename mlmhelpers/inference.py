@@ -184,7 +184,8 @@ def confint(model, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame({"lower": est - crit * se, "upper": est + crit * se})
 
 
-def coef_intervals(model: LmerResult, term: str = "(Intercept)", k: float = 2.0) -> pd.DataFrame:
+def coef_intervals(model: LmerResult, term: str = "(Intercept)", k: float = 2.0,
+                   group: str | None = None) -> pd.DataFrame:
     """Each group's coefficient ± ``k`` conditional standard errors.
 
     Lecture A's interval table: ``coef(m)$g[, term] ± k * se.ranef(m)$g[, term]``.
@@ -196,6 +197,8 @@ def coef_intervals(model: LmerResult, term: str = "(Intercept)", k: float = 2.0)
         A random-effect term, e.g. ``"(Intercept)"`` or ``"experience"``.
     k : float, default 2
         Half-width in standard errors.
+    group : str, optional
+        The grouping factor (needed when the model has several).
 
     Returns
     -------
@@ -210,12 +213,17 @@ def coef_intervals(model: LmerResult, term: str = "(Intercept)", k: float = 2.0)
         data.frame(lower = coefs - 2 * ses, upper = coefs + 2 * ses)
     """
     m = _need_lmer(model, "coef_intervals")
-    if term not in m.ranef.columns:
-        raise ValueError(f"{term!r} is not a random-effect term of this model; choose from {list(m.ranef.columns)}.")
+    names = [t.name for t in m.terms]
+    if group is None and len(names) > 1:
+        raise ValueError(f"This model has {len(names)} grouping factors; choose one with group=, one of {names}.")
+    group = names[0] if group is None else group
+    re = _one_factor(m, m.ranef, group, "coef_intervals")
+    if term not in re.columns:
+        raise ValueError(f"{term!r} is not a random-effect term of this model; choose from {list(re.columns)}.")
     if not (np.isfinite(k) and k > 0):
         raise ValueError(f"k must be a positive number, got {k}.")
-    est = m.coef[term]
-    se = m.se_ranef[term]
+    est = coef(m, group)[term]
+    se = se_ranef(m, group)[term]
     return pd.DataFrame({"estimate": est, "std_error": se, "lower": est - k * se, "upper": est + k * se})
 
 

@@ -243,3 +243,13 @@ def test_one_factor_api_is_unchanged():
     assert m.design.group_name == "Subject"
     with pytest.raises(ValueError, match="use design.terms"):
         fit("pastes", True).design.group_name
+
+
+def test_coef_intervals_per_factor():
+    m = fit("pastes", True)
+    with pytest.raises(ValueError, match="choose one with group="):
+        mh.coef_intervals(m)
+    ci = mh.coef_intervals(m, group="batch")
+    assert ci.shape == (10, 4)
+    assert ci.loc["A", "estimate"] == pytest.approx(mh.coef(m, "batch").loc["A", "(Intercept)"])
+    assert ci.loc["A", "std_error"] == pytest.approx(mh.se_ranef(m, "batch").loc["A", "(Intercept)"])
