@@ -15,7 +15,9 @@ solved through the Cholesky factor ``L`` of ``A = Λᵀ Zᵀ W Z Λ + I``
   block per level: its Cholesky factor is one batched computation with a
   loop over the ``k`` columns, never over the levels (:mod:`mlmhelpers.blocks`);
 * the block between the first term and the others is sparse
-  (``scipy.sparse``): ``G = L_1⁻¹ Λ_1ᵀ Z_1ᵀ W Z_r Λ_r``;
+  (``scipy.sparse``): ``G = L_1⁻¹ Λ_1ᵀ Z_1ᵀ W Z_r Λ_r`` (dense when it has
+  at most 500,000 entries, where NumPy is faster than scipy.sparse's
+  per-call overhead);
 * the remaining terms together form one dense block
   ``Λ_rᵀ Z_rᵀ W Z_r Λ_r + I − GᵀG`` factored by LAPACK. Its size is the
   number of random effects of every term but the first (1,142 for an
@@ -48,6 +50,10 @@ from .design import RandomEffectsTerm
 __all__ = ["LinearPredictor", "Factorization", "PLSSolution", "LOG2PI"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
+
+
+#: Largest q1 · qr for which the block between the first term and the others is kept dense.
+_DENSE_CROSS_MAX = 500_000
 
 
 def _sumsq(v: np.ndarray) -> float:
@@ -133,6 +139,7 @@ class _CrossProducts:
     QQ: np.ndarray  # (p, p)  Qᵀ W Q
     Srr: np.ndarray | None = None  # (qr, qr) dense  Z_rᵀ W Z_r
     C: sp.csr_matrix | None = None  # (q1, qr) sparse  Z_1ᵀ W Z_r
+    Cd: np.ndarray | None = None  # the same, dense, when q1 · qr is small
     ZQr: np.ndarray | None = None  # (qr, p)  Z_rᵀ W Q
 
 
@@ -249,6 +256,20 @@ class LinearPredictor:
                                             np.arange(t.nlevels + 1)), shape=(t.q, t.q)))
         return sp.block_diag(parts, format="csr")
 
+    def _Lambda_rest_dense(self, lams: list[np.ndarray]) -> np.ndarray:
+        """Block-diagonal Λ of terms 2..K as a dense matrix (small ``qr`` only)."""
+        qr = sum(t.q for t in self.terms[1:])
+        out = np.zeros((qr, qr))
+        off = 0
+        for t, lam in zip(self.terms[1:], lams[1:], strict=True):
+            base = off + np.arange(t.nlevels)[:, None, None] * t.k
+            a = np.arange(t.k)
+            rows = np.broadcast_to(base + a[None, :, None], (t.nlevels, t.k, t.k))
+            cols = np.broadcast_to(base + a[None, None, :], (t.nlevels, t.k, t.k))
+            out[rows, cols] = lam
+            off += t.q
+        return out
+
     # ------------------------------------------------------- cross-products
     def _crossproducts(self, sqrtw: np.ndarray | None) -> _CrossProducts:
         if sqrtw is None and self._unweighted is not None:
@@ -275,6 +296,8 @@ class LinearPredictor:
             Zrw = Zr if w is None else sp.diags(w) @ Zr
             cp.Srr = (Zrw.T @ Zr).toarray()
             cp.C = (self._Zsp[0].T @ Zrw).tocsr()
+            if cp.C.shape[0] * cp.C.shape[1] <= _DENSE_CROSS_MAX:
+                cp.Cd = cp.C.toarray()
             cp.ZQr = np.asarray(Zrw.T @ self.Q)
         if sqrtw is None:
             self._unweighted = cp
@@ -315,17 +338,24 @@ class LinearPredictor:
         ldL2 = 2.0 * float(np.sum(np.log(np.diagonal(L1, axis1=1, axis2=2))))
         G = Lrr = RZXr = Lam_r = None
         if len(self.terms) > 1:
-            Lam_r = self._Lambda_rest(lams)
-            # L_1⁻¹ Λ_1ᵀ as a block-diagonal sparse matrix (J1 blocks of k1 × k1).
-            B1 = solve_lower(L1, np.broadcast_to(lam1.T, (J1, k1, k1)).copy())
-            if k1 == 1:
-                B1s = sp.diags(B1[:, 0, 0])
+            if cp.Cd is not None:
+                # Small enough for dense products (cheaper than scipy.sparse's per-call overhead).
+                Lam_r = Lr = self._Lambda_rest_dense(lams)
+                CL = lmul(lam1.T, cp.Cd.reshape(J1, k1, -1))  # Λ_1ᵀ C, level by level
+                G = solve_lower(L1, CL).reshape(J1 * k1, -1) @ Lr
+                Arr = Lr.T @ cp.Srr @ Lr - G.T @ G
             else:
-                B1s = sp.bsr_matrix((B1, np.arange(J1), np.arange(J1 + 1)), shape=(J1 * k1, J1 * k1))
-            G = (B1s @ cp.C @ Lam_r).tocsr()
-            LtS = np.asarray(Lam_r.T @ cp.Srr)
-            Arr = np.asarray(Lam_r.T @ LtS.T)
-            Arr -= (G.T @ G).toarray()
+                Lam_r = self._Lambda_rest(lams)
+                # L_1⁻¹ Λ_1ᵀ as a block-diagonal sparse matrix (J1 blocks of k1 × k1).
+                B1 = solve_lower(L1, np.broadcast_to(lam1.T, (J1, k1, k1)).copy())
+                if k1 == 1:
+                    B1s = sp.diags(B1[:, 0, 0])
+                else:
+                    B1s = sp.bsr_matrix((B1, np.arange(J1), np.arange(J1 + 1)), shape=(J1 * k1, J1 * k1))
+                G = (B1s @ cp.C @ Lam_r).tocsr()
+                LtS = np.asarray(Lam_r.T @ cp.Srr)
+                Arr = np.asarray(Lam_r.T @ LtS.T)
+                Arr -= (G.T @ G).toarray()
             Arr[np.diag_indices_from(Arr)] += 1.0
             Lrr = np.linalg.cholesky(Arr)
             RZXr = solve_triangular(Lrr, np.asarray(Lam_r.T @ cp.ZQr) - np.asarray(G.T @ RZX1f),
@@ -520,7 +550,8 @@ class Factorization:
                 Linv_s = sp.diags(L1inv[:, 0, 0])
             else:
                 Linv_s = sp.bsr_matrix((L1inv, np.arange(J1), np.arange(J1 + 1)), shape=(J1 * k1, J1 * k1))
-            M = np.asarray((self.G.T @ Linv_s).toarray())
+            M = self.G.T @ Linv_s
+            M = M.toarray() if sp.issparse(M) else np.asarray(M)
             H = solve_triangular(self.Lrr, M, lower=True, check_finite=False).reshape(-1, J1, k1)
             blk1 = blk1 + np.einsum("rja,rjb->jab", H, H)
         out.append(lmul(lam1, rmul(blk1, lam1.T)))
