@@ -113,6 +113,7 @@ def main() -> None:
             rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             t, m = time_ours(formula, d, repeat=1 if key == "movielens" else 3)
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"{label}: mlmhelpers {t:.2f} s, peak RSS {rss:,.0f} MB", flush=True)  # before lme4, which may not finish
             lme4 = None
             if have_r:
                 factors = [f for f in ("s", "d", "dept", "user", "item") if f in d.columns]
