@@ -1293,7 +1293,9 @@ def plot_profile(prof: Any, parm: str, *, level: float = 0.95, wald_se: float | 
     ax.plot(x, zeta, "-", color=POOLING_COLORS["partial"], lw=2, gid="profile", label="profile")
     ax.plot(x, zeta, "o", color=POOLING_COLORS["partial"], ms=3, gid="profile-points")
     if wald_se is not None:
-        xs = np.array([min(x.min(), est - 1.2 * z * wald_se), max(x.max(), est + 1.2 * z * wald_se)])
+        # over the ζ range of the profile (at least ±1.2 z), so that both lines share one scale
+        zlo, zhi = min(zeta.min(), -1.2 * z), max(zeta.max(), 1.2 * z)
+        xs = est + wald_se * np.array([zlo, zhi])
         ax.plot(xs, (xs - est) / wald_se, "--", color=POOLING_COLORS["none"], lw=1.5, gid="wald",
                 label="Wald (straight line)")
     for h in (-z, z):
@@ -1309,7 +1311,7 @@ def plot_profile(prof: Any, parm: str, *, level: float = 0.95, wald_se: float | 
 
 
 def plot_bootstrap(boot: pd.DataFrame, column: str | None = None, *, level: float | None = 0.95,
-                   t0: float | None = None, bins: int = 30, ax: Axes | None = None,
+                   t0: float | None = None, t0_label: str = "estimate", bins: int = 30, ax: Axes | None = None,
                    xlabel: str | None = None, title: str | None = None) -> Axes:
     """Histogram of one column of a parametric bootstrap, its estimate and percentile interval.
 
@@ -1324,6 +1326,8 @@ def plot_bootstrap(boot: pd.DataFrame, column: str | None = None, *, level: floa
     t0 : float, optional
         The estimate from the data, drawn as a vertical line; default
         ``boot.attrs["t0"][column]`` when present.
+    t0_label : str, default "estimate"
+        Its legend label (``"observed"`` for a test statistic).
     bins : int, default 30
     ax : Axes, optional
     xlabel, title : str, optional
@@ -1373,8 +1377,8 @@ def plot_bootstrap(boot: pd.DataFrame, column: str | None = None, *, level: floa
         ax.axvspan(float(ci["lower"]), float(ci["upper"]), color="#7F7F7F", alpha=0.15, zorder=0,
                    gid="interval", label=f"{100 * level:g} % percentile interval")
     if t0 is not None:
-        ax.axvline(t0, color=POOLING_COLORS["none"], lw=2, gid="estimate", label=f"estimate: {_number(t0)}")
-    ax.legend(loc="upper right", frameon=True, framealpha=0.9, edgecolor="none", fontsize=9)
+        ax.axvline(t0, color=POOLING_COLORS["none"], lw=2, gid="estimate", label=f"{t0_label}: {_number(t0)}")
+    ax.legend(loc="best", frameon=True, framealpha=0.9, edgecolor="none", fontsize=9)
     _finish(ax, xlabel=xlabel or str(column), ylabel="Number of replicates", title=title, grid="y")
     return ax
 

@@ -727,9 +727,10 @@ def test_plot_bootstrap_histogram_estimate_and_interval(faculty_ri):
     assert ax.get_ylabel() == "Number of replicates"
     # no interval, an explicit estimate, a column of a multi-column result
     b2 = pd.DataFrame({"a": np.arange(10.0), "b": np.ones(10)})
-    ax2 = P.plot_bootstrap(b2, "a", level=None, t0=4.5)
+    ax2 = P.plot_bootstrap(b2, "a", level=None, t0=4.5, t0_label="observed")
     assert not any(p.get_gid() == "interval" for p in ax2.patches)
-    assert next(ln for ln in ax2.get_lines() if ln.get_gid() == "estimate").get_xdata()[0] == 4.5
+    line = next(ln for ln in ax2.get_lines() if ln.get_gid() == "estimate")
+    assert line.get_xdata()[0] == 4.5 and line.get_label() == "observed: 4.5"
 
 
 def test_plot_bootstrap_errors():
