@@ -177,6 +177,8 @@ def test_critical_values_and_p_values(nb, glued):
     assert glued["crit_sat"] == pytest.approx(stats.t.ppf(0.975, R_CTX["sat_df"][2]), abs=1e-4)
     assert glued["p_state_sat"] == pytest.approx(R_CTX["sat_p"][2], abs=1e-4)
     assert glued["p_state_naive"] == pytest.approx(2 * stats.t.sf(t_sat, 4283), abs=1e-4)
+    # the prose: with 10 or 15 groups (df below the number of groups) the critical value passes 2.1
+    assert stats.t.ppf(0.975, 15) > 2.1 and stats.t.ppf(0.975, 10) > 2.1
 
 
 # ---------------------------------------------- 2. intervals for the faculty standard deviations
@@ -304,6 +306,7 @@ def test_parametric_bootstrap_test(nb, glued):
     assert tab.loc["LRT", "stat"] == pytest.approx(R_LRT, abs=1e-4)
     assert tab.loc["LRT", "p_value"] == pytest.approx(R_LRT_P, abs=1e-4)
     n_ext = glued["n_extreme"]
+    assert n_ext == 0  # the prose writes the p-value as (1 + 0)/(1 + 200), the smallest 200 simulations give
     assert glued["p_pb"] == pytest.approx((1 + n_ext) / (1 + NSIM), abs=1e-4)
     assert tab.loc["PBtest", "p_value"] == pytest.approx((1 + n_ext) / (1 + NSIM), abs=1e-4)
     # PBmodcomp: 1 of 1,000 simulated statistics reached 8.05; the chapter's count must be plausible
