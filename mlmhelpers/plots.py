@@ -1227,3 +1227,164 @@ def plot_criterion_curve(model: LmerResult, *, ax: Axes | None = None, grid: Seq
     _finish(ax, xlabel=r"$\theta = \sigma_\alpha / \sigma$ (relative SD of the random intercept)", ylabel=name,
             title=title)
     return ax
+
+
+# =============================================================================== Uncertainty
+# Figures of the chapter on uncertainty and p-values: a likelihood profile (lme4's
+# ``xyplot(profile(m))``) and a parametric-bootstrap distribution (``plot(bootMer(...))``).
+
+
+def plot_profile(prof: Any, parm: str, *, level: float = 0.95, wald_se: float | None = None,
+                 ax: Axes | None = None, xlabel: str | None = None, title: str | None = None) -> Axes:
+    """The signed root deviance ζ of one parameter's likelihood profile, with its interval.
+
+    ζ(x) = sign(x − x̂) √(d(x) − d(x̂)) is drawn through the profile points;
+    the horizontal lines at ±z (z the normal quantile of ``level``) cut it at
+    the ends of the profile interval, which are marked. With ``wald_se`` the
+    straight line ζ = (x − x̂) / SE is added: the profile a Wald interval
+    assumes, whose crossings with ±z are the Wald interval's ends.
+
+    Parameters
+    ----------
+    prof : Profile
+        A result of :func:`mlmhelpers.profile`.
+    parm : str
+        The profiled parameter, by lme4 name (``".sig01"``, ``".sigma"``, a fixed effect).
+    level : float, default 0.95
+    wald_se : float, optional
+        Standard error of the estimate for the Wald line.
+    ax : Axes, optional
+    xlabel, title : str, optional
+
+    Returns
+    -------
+    Axes
+
+    Notes
+    -----
+    R equivalent: ``lattice::xyplot(profile(m), which = parm)`` (lme4 draws ζ;
+    ``absVal = TRUE`` draws |ζ|).
+
+    Examples
+    --------
+    >>> import mlmhelpers as mh
+    >>> from mlmhelpers.plots import plot_profile
+    >>> m = mh.lmer("salary ~ experience + (1 | department)", mh.load_faculty())
+    >>> ax = plot_profile(mh.profile(m, which=[".sig01"]), ".sig01")
+    """
+    from .profile import Profile
+
+    fname = "plot_profile"
+    if not isinstance(prof, Profile):
+        raise TypeError(f"{fname}() needs a Profile from mlmhelpers.profile(m), got {type(prof).__name__}.")
+    if parm not in set(prof.table[".par"]):
+        raise ValueError(f"{fname}(): no profile of {parm!r}; profiled parameters: "
+                         f"{', '.join(map(str, prof.table['.par'].unique()))}.")
+    if not 0 < level < 1:
+        raise ValueError(f"{fname}(): level must be between 0 and 1, got {level}.")
+    if wald_se is not None and not (np.isfinite(wald_se) and wald_se > 0):
+        raise ValueError(f"{fname}(): wald_se must be a positive number, got {wald_se}.")
+    pts = prof.table[prof.table[".par"] == parm].sort_values("value")
+    x, zeta = pts["value"].to_numpy(float), pts[".zeta"].to_numpy(float)
+    est = float(prof.estimates[parm])
+    z = float(_norm_ppf(0.5 + level / 2))
+    ci = prof.confint(level).loc[parm]
+    ax = _single_axes(ax)
+    ax.plot(x, zeta, "-", color=POOLING_COLORS["partial"], lw=2, gid="profile", label="profile")
+    ax.plot(x, zeta, "o", color=POOLING_COLORS["partial"], ms=3, gid="profile-points")
+    if wald_se is not None:
+        # over the ζ range of the profile (at least ±1.2 z), so that both lines share one scale
+        zlo, zhi = min(zeta.min(), -1.2 * z), max(zeta.max(), 1.2 * z)
+        xs = est + wald_se * np.array([zlo, zhi])
+        ax.plot(xs, (xs - est) / wald_se, "--", color=POOLING_COLORS["none"], lw=1.5, gid="wald",
+                label="Wald (straight line)")
+    for h in (-z, z):
+        ax.axhline(h, color="#7F7F7F", ls=":", lw=1, zorder=1)
+    ends = [float(ci["lower"]), float(ci["upper"])]
+    ax.plot(ends, [-z, z], "s", color=POOLING_COLORS["complete"], ms=6, zorder=3, gid="interval",
+            label=f"{100 * level:g} % profile interval")
+    ax.plot([est], [0.0], "o", color=POOLING_COLORS["complete"], ms=7, mfc="white", zorder=3,
+            gid="estimate", label="estimate")
+    ax.legend(loc="upper left", frameon=True, framealpha=0.9, edgecolor="none", fontsize=9)
+    _finish(ax, xlabel=xlabel or parm, ylabel=r"$\zeta$ (signed root deviance difference)", title=title)
+    return ax
+
+
+def plot_bootstrap(boot: pd.DataFrame, column: str | None = None, *, level: float | None = 0.95,
+                   t0: float | None = None, t0_label: str = "estimate", bins: int = 30, ax: Axes | None = None,
+                   xlabel: str | None = None, title: str | None = None) -> Axes:
+    """Histogram of one column of a parametric bootstrap, its estimate and percentile interval.
+
+    Parameters
+    ----------
+    boot : DataFrame
+        A result of :func:`mlmhelpers.bootstrap` (one column per statistic).
+    column : str, optional
+        The statistic to draw; needed when ``boot`` has several columns.
+    level : float or None, default 0.95
+        Shade the percentile interval (:func:`mlmhelpers.boot_intervals`); ``None``: no interval.
+    t0 : float, optional
+        The estimate from the data, drawn as a vertical line; default
+        ``boot.attrs["t0"][column]`` when present.
+    t0_label : str, default "estimate"
+        Its legend label (``"observed"`` for a test statistic).
+    bins : int, default 30
+    ax : Axes, optional
+    xlabel, title : str, optional
+
+    Returns
+    -------
+    Axes
+
+    Notes
+    -----
+    R equivalent: ``plot(b, index = i)`` for ``b <- bootMer(m, FUN, nsim)``.
+
+    Examples
+    --------
+    >>> import mlmhelpers as mh
+    >>> from mlmhelpers.plots import plot_bootstrap
+    >>> m = mh.lmer("salary ~ experience + (1 | department)", mh.load_faculty())
+    >>> b = mh.bootstrap(m, lambda fit: mh.icc(fit), nsim=50, seed=1)
+    >>> ax = plot_bootstrap(b)
+    """
+    from .bootstrap import boot_intervals
+
+    fname = "plot_bootstrap"
+    if not isinstance(boot, pd.DataFrame):
+        raise TypeError(f"{fname}() needs the DataFrame returned by mlmhelpers.bootstrap(), "
+                        f"got {type(boot).__name__}.")
+    if column is None:
+        if boot.shape[1] != 1:
+            raise ValueError(f"{fname}(): boot has {boot.shape[1]} columns; pass column= one of "
+                             f"{', '.join(map(str, boot.columns))}.")
+        column = boot.columns[0]
+    if column not in boot.columns:
+        raise ValueError(f"{fname}(): no column {column!r}; columns: {', '.join(map(str, boot.columns))}.")
+    vals = boot[column].to_numpy(float)
+    vals = vals[np.isfinite(vals)]
+    if vals.size < 2:
+        raise ValueError(f"{fname}(): column {column!r} has fewer than two finite replicates.")
+    if t0 is None:
+        t0_attr = boot.attrs.get("t0")
+        if t0_attr is not None:
+            t0 = float(pd.Series(t0_attr, index=boot.columns)[column])
+    ax = _single_axes(ax)
+    ax.hist(vals, bins=bins, color=POOLING_COLORS["partial"], alpha=0.6, edgecolor="white", gid="replicates",
+            label=f"{vals.size:,} bootstrap replicates")
+    if level is not None:
+        ci = boot_intervals(boot[[column]], level=level).loc[column]
+        ax.axvspan(float(ci["lower"]), float(ci["upper"]), color="#7F7F7F", alpha=0.15, zorder=0,
+                   gid="interval", label=f"{100 * level:g} % percentile interval")
+    if t0 is not None:
+        ax.axvline(t0, color=POOLING_COLORS["none"], lw=2, gid="estimate", label=f"{t0_label}: {_number(t0)}")
+    ax.legend(loc="best", frameon=True, framealpha=0.9, edgecolor="none", fontsize=9)
+    _finish(ax, xlabel=xlabel or str(column), ylabel="Number of replicates", title=title, grid="y")
+    return ax
+
+
+def _norm_ppf(p: float) -> float:
+    """Normal quantile (scipy), kept local so that importing the plots stays light."""
+    from scipy import stats
+
+    return float(stats.norm.ppf(p))

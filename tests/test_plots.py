@@ -666,3 +666,79 @@ def test_group_lines_for_a_model_that_ignores_the_groups():
         np.testing.assert_allclose(ln.get_ydata(), b["(Intercept)"] + b["experience"] * ln.get_xdata())
     with pytest.raises(ValueError, match="no factor\\(g\\) or C\\(g\\) term"):
         P.plot_group_lines(pooled, f, "experience")
+
+
+# =============================================================================== Uncertainty
+# plot_profile and plot_bootstrap (chapter 9).
+
+@pytest.fixture(scope="module")
+def faculty_ri():
+    return mh.lmer("salary ~ experience + (1 | department)", mh.load_faculty())
+
+
+def test_plot_profile_draws_the_profile_and_its_interval(faculty_ri):
+    pr = mh.profile(faculty_ri, which=[".sig01"])
+    se = 5000.0
+    ax = P.plot_profile(pr, ".sig01", wald_se=se)
+    by_gid = {ln.get_gid(): ln for ln in ax.get_lines() if ln.get_gid()}
+    pts = pr.table[pr.table[".par"] == ".sig01"].sort_values("value")
+    np.testing.assert_allclose(by_gid["profile"].get_xdata(), pts["value"])
+    np.testing.assert_allclose(by_gid["profile"].get_ydata(), pts[".zeta"])
+    ci = pr.confint().loc[".sig01"]
+    z = stats.norm.ppf(0.975)
+    np.testing.assert_allclose(by_gid["interval"].get_xdata(), [ci["lower"], ci["upper"]])
+    np.testing.assert_allclose(by_gid["interval"].get_ydata(), [-z, z])
+    est = pr.estimates[".sig01"]
+    np.testing.assert_allclose(by_gid["estimate"].get_xdata(), [est])
+    wx, wy = by_gid["wald"].get_xdata(), by_gid["wald"].get_ydata()
+    np.testing.assert_allclose(wy, (wx - est) / se)  # the straight line of a Wald interval
+    ax90 = P.plot_profile(pr, ".sig01", level=0.9)
+    ends = next(ln for ln in ax90.get_lines() if ln.get_gid() == "interval")
+    np.testing.assert_allclose(ends.get_xdata(), pr.confint(0.9).loc[".sig01"].to_numpy())
+    assert not any(ln.get_gid() == "wald" for ln in ax90.get_lines())
+
+
+def test_plot_profile_errors(faculty_ri):
+    pr = mh.profile(faculty_ri, which=[".sig01"])
+    with pytest.raises(TypeError, match="Profile"):
+        P.plot_profile(pr.table, ".sig01")
+    with pytest.raises(ValueError, match="profiled parameters: .sig01"):
+        P.plot_profile(pr, ".sigma")
+    with pytest.raises(ValueError, match="level"):
+        P.plot_profile(pr, ".sig01", level=95)
+    with pytest.raises(ValueError, match="wald_se"):
+        P.plot_profile(pr, ".sig01", wald_se=-1.0)
+
+
+def test_plot_bootstrap_histogram_estimate_and_interval(faculty_ri):
+    from mlmhelpers.bootstrap import boot_intervals
+
+    b = mh.bootstrap(faculty_ri, lambda fit: pd.Series({"ICC": mh.icc(fit)}), nsim=40, seed=3)
+    ax = P.plot_bootstrap(b)
+    heights = [p.get_height() for p in ax.patches if p.get_gid() == "replicates"]
+    assert len(heights) == 30 and sum(heights) == 40  # every replicate in one of the 30 bins
+    est = next(ln for ln in ax.get_lines() if ln.get_gid() == "estimate")
+    np.testing.assert_allclose(est.get_xdata()[0], mh.icc(faculty_ri))
+    span = next(p for p in ax.patches if p.get_gid() == "interval")
+    xs = np.array([span.get_x(), span.get_x() + span.get_width()])  # axvspan: a Rectangle
+    ci = boot_intervals(b).loc["ICC"]
+    np.testing.assert_allclose([xs.min(), xs.max()], [ci["lower"], ci["upper"]])
+    assert ax.get_ylabel() == "Number of replicates"
+    # no interval, an explicit estimate, a column of a multi-column result
+    b2 = pd.DataFrame({"a": np.arange(10.0), "b": np.ones(10)})
+    ax2 = P.plot_bootstrap(b2, "a", level=None, t0=4.5, t0_label="observed")
+    assert not any(p.get_gid() == "interval" for p in ax2.patches)
+    line = next(ln for ln in ax2.get_lines() if ln.get_gid() == "estimate")
+    assert line.get_xdata()[0] == 4.5 and line.get_label() == "observed: 4.5"
+
+
+def test_plot_bootstrap_errors():
+    with pytest.raises(TypeError, match="DataFrame"):
+        P.plot_bootstrap(np.arange(5.0))
+    two = pd.DataFrame({"a": np.arange(5.0), "b": np.arange(5.0)})
+    with pytest.raises(ValueError, match="pass column= one of a, b"):
+        P.plot_bootstrap(two)
+    with pytest.raises(ValueError, match="no column 'c'"):
+        P.plot_bootstrap(two, "c")
+    with pytest.raises(ValueError, match="fewer than two"):
+        P.plot_bootstrap(pd.DataFrame({"a": [1.0, np.nan]}))
