@@ -284,6 +284,7 @@ def test_log_scale_simulation_checks():
         assert g(f"log_{key}_mean") == pytest.approx(s.mean(), abs=mc_tol(s.std())), key
         p = np.mean(s >= obs[key])
         assert g(f"log_{key}_share") == pytest.approx(p, abs=share_tol(p)), key
+    assert g("log_le0_pct") == pytest.approx(100 * g("log_le0_mean"))
 
 
 def test_how_the_conclusions_move():
