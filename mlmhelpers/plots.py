@@ -24,6 +24,12 @@ effects), ``plot_caterpillar`` (group estimates ± 2 SE),
 intercepts), ``plot_pooling_lines`` (the three kinds of pooling, group by
 group), ``plot_estimates_vs_truth`` (the faculty simulation) and
 ``plot_criterion_curve`` (what ``lmer`` optimises).
+
+Beyond the lectures: checking a model (``plot_residuals``, ``plot_qq`` with a
+reference band from ``qq_table``, ``plot_ranef_qq`` per grouping factor,
+``plot_sim_stat`` for a statistic of simulated responses against the data's)
+and its uncertainty (``plot_profile`` for a profile-likelihood ζ curve,
+``plot_bootstrap`` for a bootstrap distribution).
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ __all__ = [
     "plot_group_lines", "plot_fit_line", "plot_distributions", "plot_group_boxplots",
     "plot_caterpillar", "plot_intervals", "plot_intercept_distributions", "plot_shrinkage", "plot_pooling_lines",
     "plot_estimates_vs_truth", "plot_criterion_curve",
+    # model checking
+    "qq_table", "plot_residuals", "plot_qq", "plot_ranef_qq", "plot_sim_stat",
+    # uncertainty
+    "plot_profile", "plot_bootstrap",
 ]
 
 # ----------------------------------------------------------------------------- constants
@@ -1388,3 +1398,334 @@ def _norm_ppf(p: float) -> float:
     from scipy import stats
 
     return float(stats.norm.ppf(p))
+# =============================================================================
+# Model checking: residuals, QQ plots with a reference band, the conditional
+# modes per grouping factor, and simulated-versus-observed statistics
+# (chapter "Checking a multilevel model").
+# =============================================================================
+
+
+_BAND_COLOR = "#56B4E9"  # sky blue (Okabe–Ito)
+
+
+def _ppoints(n: int) -> np.ndarray:
+    """R's ``ppoints(n)``: ``(i − a) / (n + 1 − 2a)``, a = 3/8 for n ≤ 10, else 1/2."""
+    a = 3.0 / 8.0 if n <= 10 else 0.5
+    return (np.arange(1, n + 1) - a) / (n + 1 - 2 * a)
+
+
+def qq_table(sample: Any, *, loc: float | None = 0.0, scale: float | None = 1.0,
+             level: float = 0.95) -> pd.DataFrame:
+    """The points of a normal QQ plot and a pointwise reference band.
+
+    The i-th smallest of n values from N(loc, scale²) is ``loc + scale·Φ⁻¹(U₍ᵢ₎)``
+    where the uniform order statistic U₍ᵢ₎ has a Beta(i, n − i + 1)
+    distribution; the band holds its central ``level`` quantiles. Each point
+    is inside its band with probability ``level`` if the sample is normal, so
+    about ``(1 − level)·n`` points outside are expected even then (and
+    neighbouring points leave the band together).
+
+    Parameters
+    ----------
+    sample : array-like or Series
+        Finite values (e.g. scaled residuals or conditional modes).
+    loc, scale : float or None, default 0 and 1
+        The reference normal distribution; ``None`` uses the sample's mean
+        and standard deviation (ddof = 1).
+    level : float, default 0.95
+        Pointwise coverage of the band.
+
+    Returns
+    -------
+    DataFrame
+        Sorted by the sample, with columns ``theoretical`` (normal quantiles
+        at R's ``ppoints``), ``sample``, ``reference``, ``lower``, ``upper``
+        and ``outside`` (bool), indexed like the sorted sample.
+
+    Notes
+    -----
+    R equivalent: ``qqnorm(x)`` with ``qqline``; the band is the pointwise
+    order-statistic band of ``car::qqPlot(x, envelope = list(style = "lines"))``
+    when its parameters are given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlmhelpers.plots import qq_table
+    >>> t = qq_table(np.random.default_rng(1).standard_normal(200))
+    >>> list(t.columns)
+    ['theoretical', 'sample', 'reference', 'lower', 'upper', 'outside']
+    >>> bool((t["lower"] < t["reference"]).all() and (t["reference"] < t["upper"]).all())
+    True
+    """
+    from scipy import stats
+
+    values = sample if isinstance(sample, pd.Series) else pd.Series(np.asarray(sample, dtype=float).ravel())
+    values = values.astype(float)
+    if values.size < 3 or not np.all(np.isfinite(values.to_numpy())):
+        raise ValueError(f"qq_table(): the sample must hold at least 3 finite values, got {values.size} "
+                         f"({int((~np.isfinite(values.to_numpy())).sum())} not finite).")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level!r}.")
+    loc = float(values.mean()) if loc is None else float(loc)
+    scale = float(values.std(ddof=1)) if scale is None else float(scale)
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}.")
+    ordered = values.sort_values(kind="stable")
+    n = ordered.size
+    i = np.arange(1, n + 1)
+    alpha = (1.0 - level) / 2.0
+    theo = stats.norm.ppf(_ppoints(n))
+    lower = loc + scale * stats.norm.ppf(stats.beta.ppf(alpha, i, n - i + 1))
+    upper = loc + scale * stats.norm.ppf(stats.beta.ppf(1.0 - alpha, i, n - i + 1))
+    s = ordered.to_numpy()
+    return pd.DataFrame({"theoretical": theo, "sample": s, "reference": loc + scale * theo,
+                         "lower": lower, "upper": upper, "outside": (s < lower) | (s > upper)},
+                        index=ordered.index)
+
+
+def plot_qq(sample: Any, *, ax: Axes | None = None, loc: float | None = 0.0, scale: float | None = 1.0,
+            level: float = 0.95, ylabel: str = "Sample quantiles", title: str | None = None) -> Axes:
+    """Normal QQ plot with the reference line and a pointwise band (see :func:`qq_table`).
+
+    Points outside the band are drawn in a second colour; the legend counts
+    them against the number expected for a normal sample.
+
+    Parameters
+    ----------
+    sample : array-like or Series
+        E.g. ``m.residuals(scaled=True)`` (compare with N(0, 1), the default).
+    ax : Axes, optional
+    loc, scale : float or None, default 0 and 1
+        The reference normal distribution; ``None`` estimates them from the sample.
+    level : float, default 0.95
+        Pointwise coverage of the band.
+    ylabel, title : str, optional
+
+    Returns
+    -------
+    Axes
+
+    Notes
+    -----
+    R equivalent: ``qqnorm(resid(m, scaled = TRUE)); qqline(...)``, or
+    ``car::qqPlot``.
+
+    Examples
+    --------
+    >>> import mlmhelpers as mh
+    >>> from mlmhelpers.plots import plot_qq
+    >>> m = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", mh.load_arrests())
+    >>> ax = plot_qq(m.residuals(scaled=True), ylabel="Scaled residuals")
+    """
+    table = qq_table(sample, loc=loc, scale=scale, level=level)
+    ax = _single_axes(ax, figsize=(5.5, 4.5))
+    ax.fill_between(table["theoretical"], table["lower"], table["upper"], color=_BAND_COLOR, alpha=0.3,
+                    linewidth=0, gid="band", label=f"{level:.0%} pointwise band")
+    ax.plot(table["theoretical"], table["reference"], color=_DARK_GREY, lw=1.2, gid="reference",
+            label="normal reference")
+    out = table["outside"].to_numpy()
+    style = _point_style(len(table))
+    ax.scatter(table["theoretical"][~out], table["sample"][~out], color=POOLING_COLORS["partial"], gid="points",
+               **style)
+    n_out, expected = int(out.sum()), (1 - level) * len(table)
+    ax.scatter(table["theoretical"][out], table["sample"][out], color=POOLING_COLORS["none"], gid="outside",
+               label=f"outside: {n_out:,} (≈{expected:,.0f} expected)", **style)
+    ax.legend(loc="upper left", frameon=True, framealpha=0.9, edgecolor="none", fontsize=8)
+    _finish(ax, xlabel="Normal quantiles", ylabel=ylabel, title=title)
+    return ax
+
+
+def plot_residuals(model: LmerResult, x: str | None = None, *, ax: Axes | None = None, scaled: bool = True,
+                   bins: int = 20, labels: Mapping[str, str] | None = None, title: str | None = None) -> Axes:
+    """Residuals against fitted values (``x=None``) or against a column of the model's data.
+
+    A horizontal line marks zero and a line joins the mean residual within
+    ``bins`` bins of equal count along the x axis: if the model's mean
+    structure is right it stays near zero; a funnel of points means the
+    residual variance changes with x.
+
+    Parameters
+    ----------
+    model : LmerResult
+    x : str, optional
+        A numeric column of the data the model was fitted to; default the fitted values.
+    ax : Axes, optional
+    scaled : bool, default True
+        Residuals divided by σ̂ (R: ``residuals(m, scaled = TRUE)``).
+    bins : int, default 20
+        Number of equal-count bins for the line of mean residuals.
+    labels : mapping, optional
+        Axis labels by column name.
+    title : str, optional
+
+    Returns
+    -------
+    Axes
+
+    Notes
+    -----
+    R equivalent: ``plot(m)`` (residuals against fitted values) or
+    ``plot(m, resid(., scaled = TRUE) ~ x)``.
+
+    Examples
+    --------
+    >>> import mlmhelpers as mh
+    >>> from mlmhelpers.plots import plot_residuals
+    >>> m = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", mh.load_arrests())
+    >>> ax = plot_residuals(m)
+    >>> ax = plot_residuals(m, "pop_pct_pov")
+    """
+    fname = "plot_residuals"
+    _check_model(model, LmerResult, fname)
+    labels = _check_labels(labels)
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}.")
+    resid = model.residuals(scaled=scaled)
+    if x is None:
+        xs = model.fitted.to_numpy()
+        xlabel = "Fitted values"
+    else:
+        if model.data is None:
+            raise ValueError(f"{fname}(): the model keeps no data; pass x=None (fitted values).")
+        _check_columns(model.data, [x], fname, numeric=[x])
+        xs = model.data.loc[resid.index, x].to_numpy(dtype=float)
+        xlabel = _label(x, labels)
+    r = resid.to_numpy()
+    ax = _single_axes(ax)
+    ax.scatter(xs, r, color=_POINT_GREY, gid="points", **_point_style(len(r)))
+    ax.axhline(0.0, color=_DARK_GREY, lw=1, gid="zero")
+    order = np.argsort(xs, kind="stable")
+    groups = np.array_split(order, min(int(bins), len(order)))
+    bx = np.array([xs[g].mean() for g in groups])
+    by = np.array([r[g].mean() for g in groups])
+    ax.plot(bx, by, "o-", color=POOLING_COLORS["partial"], lw=1.8, ms=4, gid="binned_mean",
+            label=f"mean residual in {len(groups)} bins of equal count")
+    ax.legend(loc="upper right", frameon=True, framealpha=0.9, edgecolor="none", fontsize=9)
+    _finish(ax, xlabel=xlabel, ylabel="Scaled residuals" if scaled else "Residuals", title=title)
+    return ax
+
+
+def plot_ranef_qq(model: LmerResult, *, axes: Any = None, level: float = 0.95) -> np.ndarray:
+    """Normal QQ plots of the conditional modes, one panel per grouping factor and term.
+
+    Each panel compares the conditional modes (BLUPs) with N(0, σ̂²) for the
+    term's estimated standard deviation σ̂ (reference line and band from
+    :func:`qq_table`). The conditional modes are shrunk toward zero, more
+    for small groups, so their spread is smaller than σ̂ and their shape
+    mixes the true effects' distribution with the shrinkage: the plot is a
+    rough check of the normality assumption, not a test.
+
+    Parameters
+    ----------
+    model : LmerResult
+    axes : sequence of Axes, optional
+        At least one per (factor, term) pair.
+    level : float, default 0.95
+        Pointwise coverage of the band.
+
+    Returns
+    -------
+    ndarray of Axes
+        In lme4's order of factors, then terms.
+
+    Notes
+    -----
+    R equivalent: ``lattice::qqmath(ranef(m))`` (without the band) or
+    ``qqnorm(ranef(m)$g[, 1])``.
+
+    Examples
+    --------
+    >>> import mlmhelpers as mh
+    >>> from mlmhelpers.plots import plot_ranef_qq
+    >>> m = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", mh.load_arrests())
+    >>> axes = plot_ranef_qq(m)
+    >>> axes[0].get_title()
+    'stusps: (Intercept)'
+    """
+    fname = "plot_ranef_qq"
+    _check_model(model, LmerResult, fname)
+    tables = model._ranef_tables()
+    vc = model.varcorr
+    variances = vc[vc["var2"].isna() & (vc["grp"] != "Residual")]
+    panels = []
+    for factor, table in tables.items():
+        for term in table.columns:
+            rows = variances[variances["var1"] == term]
+            # a second block of the same factor is labelled "g.1" by varcorr
+            rows = rows[rows["grp"].str.replace(r"\.\d+$", "", regex=True) == factor]
+            sd = float(rows["sdcor"].iloc[0])
+            panels.append((factor, term, table[term], sd))
+    n = len(panels)
+    flat = _axes_array(axes, n, ncols=min(n, 2), figsize=(7.0 if n > 1 else 5.5, 4.0 * int(np.ceil(n / 2))))
+    for ax, (factor, term, values, sd) in zip(flat, panels):
+        if sd > 0:
+            plot_qq(values, ax=ax, loc=0.0, scale=sd, level=level, ylabel="Conditional mode",
+                    title=f"{factor}: {term}")
+            ax.get_legend().get_texts()[0].set_text(f"{level:.0%} band, N(0, {_number(sd)}²)")
+            ax.get_legend().get_texts()[1].set_text("reference")
+        else:  # a zero variance: all modes are 0, no band to draw
+            ax.scatter(_norm_ppf(_ppoints(len(values))), np.sort(values.to_numpy()), gid="points",
+                       color=POOLING_COLORS["partial"])
+            _finish(ax, xlabel="Normal quantiles", ylabel="Conditional mode", title=f"{factor}: {term}")
+    return flat
+
+
+def _norm_ppf(p: np.ndarray) -> np.ndarray:
+    from scipy import stats
+
+    return stats.norm.ppf(p)
+
+
+def plot_sim_stat(simulated: Any, observed: float, *, ax: Axes | None = None, bins: int = 30,
+                  xlabel: str = "Statistic", title: str | None = None) -> Axes:
+    """Histogram of a statistic over simulated data sets, with the observed value marked.
+
+    The legend gives the share of simulated values at least as large as the
+    observed one (a one-sided simulation p-value; near 0 or 1 the model
+    does not reproduce this feature of the data).
+
+    Parameters
+    ----------
+    simulated : array-like or Series
+        The statistic computed on each simulated response (e.g. on each
+        column of :func:`mlmhelpers.simulate`).
+    observed : float
+        The statistic computed on the data.
+    ax : Axes, optional
+    bins : int, default 30
+    xlabel, title : str, optional
+
+    Returns
+    -------
+    Axes
+
+    Notes
+    -----
+    R equivalent: ``hist(apply(simulate(m, 500), 2, stat)); abline(v = stat(y))``,
+    as in ``DHARMa`` or ``performance::check_predictions``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import mlmhelpers as mh
+    >>> from mlmhelpers.plots import plot_sim_stat
+    >>> m = mh.lmer("violent_arrest_per1000 ~ pop_pct_pov + (1 | stusps)", mh.load_arrests())
+    >>> sims = mh.simulate(m, nsim=100, seed=1)
+    >>> ax = plot_sim_stat(sims.max(), m.design.y.max(), xlabel="Largest value")
+    """
+    sims = np.asarray(simulated, dtype=float).ravel()
+    if sims.size < 2 or not np.all(np.isfinite(sims)):
+        raise ValueError("plot_sim_stat(): simulated must hold at least 2 finite values.")
+    observed = float(observed)
+    if not np.isfinite(observed):
+        raise ValueError(f"plot_sim_stat(): observed must be finite, got {observed!r}.")
+    share = float(np.mean(sims >= observed))
+    ax = _single_axes(ax, figsize=(5.5, 3.6))
+    ax.hist(sims, bins=bins, color="#BDBDBD", edgecolor="white", gid="simulated",
+            label=f"{sims.size:,} simulated data sets")
+    ax.axvline(observed, color=POOLING_COLORS["none"], lw=2.2, gid="observed",
+               label=f"observed: {_number(observed)} (share ≥ observed: {share:.3f})")
+    ax.legend(loc="best", frameon=True, framealpha=0.9, edgecolor="none", fontsize=9)
+    _finish(ax, xlabel=xlabel, ylabel="Number of simulations", title=title, grid="y")
+    return ax

@@ -131,7 +131,7 @@ def test_public_api_and_docstrings():
     functions = ["plot_group_lines", "plot_fit_line", "plot_distributions", "plot_group_boxplots",
                  "plot_caterpillar", "plot_intervals", "plot_intercept_distributions", "plot_shrinkage",
                  "plot_pooling_lines",
-                 "plot_estimates_vs_truth", "plot_criterion_curve"]
+                 "plot_estimates_vs_truth", "plot_criterion_curve", "plot_profile", "plot_bootstrap"] + MODEL_CHECKING_PLOTS
     assert set(P.__all__) == set(functions) | {"GROUP_PALETTE", "POOLING_COLORS", "POOLING_LABELS"}
     for name in functions:
         doc = getattr(P, name).__doc__
@@ -742,3 +742,141 @@ def test_plot_bootstrap_errors():
         P.plot_bootstrap(two, "c")
     with pytest.raises(ValueError, match="fewer than two"):
         P.plot_bootstrap(pd.DataFrame({"a": [1.0, np.nan]}))
+# ==================================================================================
+# Model checking: qq_table, plot_qq, plot_residuals, plot_ranef_qq, plot_sim_stat
+# ==================================================================================
+
+MODEL_CHECKING_PLOTS = ["qq_table", "plot_qq", "plot_residuals", "plot_ranef_qq", "plot_sim_stat"]
+
+
+@pytest.fixture(scope="module")
+def county_model(arrests):
+    d = arrests.assign(county=arrests.stusps + "-" + arrests.fips.astype(str))
+    return mh.lmer(f"{Y} ~ {X} + (1 | stusps/county)", d)
+
+
+def test_model_checking_functions_return_axes_and_one_figure(ml, county_model):
+    calls = [
+        lambda: P.plot_qq(ml.residuals(scaled=True)),
+        lambda: P.plot_residuals(ml),
+        lambda: P.plot_residuals(ml, X, labels=LABELS),
+        lambda: P.plot_ranef_qq(county_model),
+        lambda: P.plot_sim_stat([1.0, 2.0, 3.0], 2.5),
+    ]
+    for call in calls:
+        before = len(plt.get_fignums())
+        out = call()
+        assert new_figures(before) == 1
+        flat = np.asarray(out, dtype=object).ravel()
+        assert all(isinstance(a, Axes) for a in flat)
+        assert 4.5 <= flat[0].figure.get_size_inches()[0] <= 9
+        flat[0].figure.canvas.draw()
+        plt.close(flat[0].figure)
+    fig, ax = plt.subplots()
+    assert P.plot_qq(np.arange(5.0), ax=ax) is ax
+    assert P.plot_residuals(ml, ax=ax) is ax
+    assert P.plot_sim_stat([1.0, 2.0], 1.5, ax=ax) is ax
+
+
+def test_qq_table_band_is_the_order_statistic_band():
+    x = np.random.default_rng(3).standard_normal(50)
+    t = P.qq_table(x, loc=1.0, scale=2.0, level=0.9)
+    assert np.all(np.diff(t["sample"].to_numpy()) >= 0)
+    np.testing.assert_allclose(t["sample"], np.sort(x))
+    n, i = 50, np.arange(1, 51)
+    np.testing.assert_allclose(t["theoretical"], stats.norm.ppf((i - 0.5) / n))  # R's ppoints, n > 10
+    np.testing.assert_allclose(t["reference"], 1.0 + 2.0 * t["theoretical"])
+    # P(U_(i) <= F(lower)) = P(Binom(n, F(lower)) >= i) = 0.05 at the lower edge, 0.95 at the upper
+    for col, target in [("lower", 0.05), ("upper", 0.95)]:
+        p = stats.norm.cdf((t[col].to_numpy() - 1.0) / 2.0)
+        np.testing.assert_allclose(stats.binom.sf(i - 1, n, p), target, atol=1e-8)
+    np.testing.assert_array_equal(t["outside"], (t["sample"] < t["lower"]) | (t["sample"] > t["upper"]))
+    est = P.qq_table(x, loc=None, scale=None)
+    np.testing.assert_allclose(est["reference"], x.mean() + x.std(ddof=1) * est["theoretical"])
+    np.testing.assert_allclose(P.qq_table(x[:8])["theoretical"],
+                               stats.norm.ppf((np.arange(1, 9) - 3 / 8) / (8 + 1 - 3 / 4)))
+
+
+def test_qq_table_errors():
+    with pytest.raises(ValueError, match="at least 3 finite"):
+        P.qq_table([1.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match="level"):
+        P.qq_table([1.0, 2.0, 3.0], level=1.5)
+    with pytest.raises(ValueError, match="scale must be positive"):
+        P.qq_table([1.0, 2.0, 3.0], scale=0.0)
+
+
+def test_plot_qq_points_band_and_legend_match_the_residuals(ml):
+    r = ml.residuals(scaled=True)
+    ax = P.plot_qq(r)
+    t = P.qq_table(r)
+    inside = by_gid(ax.collections, "points")[0].get_offsets()
+    outside = by_gid(ax.collections, "outside")[0].get_offsets()
+    assert len(inside) + len(outside) == ml.nobs == len(r)
+    assert len(outside) == int(t["outside"].sum())
+    np.testing.assert_allclose(np.sort(np.concatenate([inside[:, 1], outside[:, 1]])), np.sort(r))
+    ref = by_gid(ax.get_lines(), "reference")[0]
+    np.testing.assert_allclose(ref.get_ydata(), ref.get_xdata())  # N(0, 1): the line y = x
+    assert len(by_gid(ax.collections, "band")) == 1
+    assert f"outside: {int(t['outside'].sum()):,}" in " ".join(legend_texts(ax.get_legend()))
+
+
+def test_plot_residuals_against_fitted_and_predictor(ml, arrests):
+    ax = P.plot_residuals(ml)
+    pts = by_gid(ax.collections, "points")[0].get_offsets()
+    np.testing.assert_allclose(pts[:, 0], ml.fitted)
+    np.testing.assert_allclose(pts[:, 1], (arrests[Y] - ml.fitted) / ml.sigma)
+    line = by_gid(ax.get_lines(), "binned_mean")[0]
+    assert len(line.get_xdata()) == 20
+    order = np.argsort(ml.fitted.to_numpy(), kind="stable")
+    first = order[: len(order) // 20 + (len(order) % 20 > 0)]
+    assert line.get_ydata()[0] == pytest.approx(ml.residuals(scaled=True).to_numpy()[first].mean())
+    assert by_gid(ax.get_lines(), "zero")[0].get_ydata()[0] == 0
+    assert ax.get_xlabel() == "Fitted values" and ax.get_ylabel() == "Scaled residuals"
+    ax2 = P.plot_residuals(ml, X, scaled=False, bins=5, labels=LABELS)
+    pts2 = by_gid(ax2.collections, "points")[0].get_offsets()
+    np.testing.assert_allclose(pts2[:, 0], arrests[X])
+    np.testing.assert_allclose(pts2[:, 1], arrests[Y] - ml.fitted)
+    assert len(by_gid(ax2.get_lines(), "binned_mean")[0].get_xdata()) == 5
+    assert ax2.get_xlabel() == LABELS[X] and ax2.get_ylabel() == "Residuals"
+
+
+def test_plot_residuals_errors(ml, pooled):
+    with pytest.raises(TypeError):
+        P.plot_residuals(pooled)
+    with pytest.raises(ValueError, match="nope"):
+        P.plot_residuals(ml, "nope")
+    with pytest.raises(ValueError, match="bins"):
+        P.plot_residuals(ml, bins=0)
+
+
+def test_plot_ranef_qq_one_panel_per_factor_with_the_model_sd(county_model, ml):
+    axes = P.plot_ranef_qq(county_model)
+    assert [a.get_title() for a in axes] == ["county:stusps: (Intercept)", "stusps: (Intercept)"]
+    vc = county_model.varcorr.set_index("grp")["sdcor"]
+    modes = mh.ranef(county_model)
+    for ax, factor in zip(axes, ["county:stusps", "stusps"]):
+        ys = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if c.get_gid() in ("points", "outside")])
+        np.testing.assert_allclose(np.sort(ys), np.sort(modes[factor]["(Intercept)"]))
+        ref = by_gid(ax.get_lines(), "reference")[0]
+        slope = np.polyfit(ref.get_xdata(), ref.get_ydata(), 1)[0]
+        assert slope == pytest.approx(vc[factor])  # reference N(0, sigma_factor^2)
+    one = P.plot_ranef_qq(ml)
+    assert len(one) == 1 and one[0].get_title() == "stusps: (Intercept)"
+
+
+def test_plot_sim_stat_histogram_line_and_share(ml):
+    sims = mh.simulate(ml, nsim=40, seed=5)
+    stat = sims.max()
+    obs = float(np.quantile(stat, 0.3))
+    ax = P.plot_sim_stat(stat, obs, xlabel="Largest value")
+    bars = by_gid(ax.patches, "simulated")
+    assert sum(b.get_height() for b in bars) == 40
+    assert by_gid(ax.get_lines(), "observed")[0].get_xdata()[0] == obs
+    share = np.mean(stat.to_numpy() >= obs)
+    assert f"share ≥ observed: {share:.3f}" in " ".join(legend_texts(ax.get_legend()))
+    assert ax.get_xlabel() == "Largest value"
+    with pytest.raises(ValueError, match="finite"):
+        P.plot_sim_stat([1.0, np.nan], 1.0)
+    with pytest.raises(ValueError, match="observed"):
+        P.plot_sim_stat([1.0, 2.0], np.inf)
