@@ -76,7 +76,7 @@ def close(value, expected, decimals):
 def arrests() -> pd.DataFrame:
     d = pd.read_csv(DATA, dtype={"stusps": str})
     d["raw"] = d["violent_arrest_per1000"] * d["pop_tot"] / 1000
-    d["arrests"] = np.floor(d["raw"] + 0.5).astype(int)  # no value sits at .5 exactly
+    d["arrests"] = np.round(d["raw"]).astype(int)  # ties to even, as R's round()
     return d
 
 
@@ -102,7 +102,13 @@ def test_counts_and_their_rounding(arrests, glued):
     assert dist.max() <= 0.5
     close(glued["dist_median"], dist.median(), 3)
     close(glued["dist_max"], dist.max(), 3)
-    close(glued["share_near"], 100 * (dist < 0.01).mean(), 1)
+    close(glued["share_whole"], 100 * (dist < 1e-6).mean(), 1)
+    q = 4 * arrests["raw"]
+    close(glued["share_quarters"], 100 * ((q - np.round(q)).abs() < 1e-6).mean(), 1)
+    ties = (dist - 0.5).abs() < 1e-6
+    assert glued["n_ties"] == int(ties.sum()) > 0
+    # ties went to the even neighbour (R's round())
+    assert (arrests.loc[ties, "arrests"] % 2 == 0).all()
     assert glued["n_rows"] == len(arrests) == 4286
     assert glued["n_zero"] == int((arrests["arrests"] == 0).sum())
     assert glued["n_counties"] == len(set(zip(arrests["stusps"], arrests["fips"])))
