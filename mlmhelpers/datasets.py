@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["data_dir", "load_arrests", "simulate_faculty", "load_faculty", "ARRESTS_SHA256"]
+__all__ = ["data_dir", "load_arrests", "simulate_faculty", "load_faculty", "simulate_clinics", "ARRESTS_SHA256"]
 
 ARRESTS_SHA256 = "2dd7a7cf1d1eca517c97aba09aaefbbfebd27816e1a9de18a0de6d11689fadbe"
 ARRESTS_COLUMNS = {
@@ -176,3 +176,88 @@ def load_faculty(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """
     path = Path(path) if path is not None else data_dir() / "faculty_salaries.csv"
     return pd.read_csv(path)
+
+
+#: True parameters of :func:`simulate_clinics` (logit scale).
+CLINICS_PARAMETERS = {"intercept": -0.5, "treatment": 1.0, "severity": -0.8, "sd_clinic": 1.5}
+CLINICS_SEED = 2024
+
+
+def simulate_clinics(
+    n_clinics: int = 100,
+    min_patients: int = 2,
+    max_patients: int = 12,
+    intercept: float = CLINICS_PARAMETERS["intercept"],
+    treatment: float = CLINICS_PARAMETERS["treatment"],
+    severity: float = CLINICS_PARAMETERS["severity"],
+    sd_clinic: float = CLINICS_PARAMETERS["sd_clinic"],
+    seed: int | None = CLINICS_SEED,
+) -> pd.DataFrame:
+    """Simulate a yes/no outcome of patients in clinics (a logistic random-intercept model).
+
+    The data-generating process, in this order from one
+    :func:`numpy.random.default_rng` stream:
+
+    1. each clinic ``j`` gets a number of patients ``n_j`` uniform on
+       ``min_patients, …, max_patients`` and a clinic effect
+       ``u_j ~ N(0, sd_clinic²)``;
+    2. each patient gets a treatment indicator (``0``/``1`` with
+       probability one half) and a standardised severity score ``~ N(0, 1)``;
+    3. the patient recovers (``recovered = 1``) with probability
+       ``logit⁻¹(intercept + treatment·treated + severity·severity_score + u_j)``.
+
+    Parameters
+    ----------
+    n_clinics : int, default 100
+    min_patients, max_patients : int, default 2 and 12
+        Range (inclusive) of the number of patients per clinic: small
+        clinics are where the Laplace approximation and adaptive quadrature
+        differ.
+    intercept, treatment, severity : float
+        Fixed effects on the logit scale; defaults −0.5, 1.0 and −0.8.
+    sd_clinic : float, default 1.5
+        Standard deviation of the clinic effects (logit scale).
+    seed : int or None, default 2024
+        Seed of :func:`numpy.random.default_rng`; the same seed gives the
+        same data on every machine.
+
+    Returns
+    -------
+    DataFrame
+        One row per patient: ``clinic`` (labels ``"C001"``, ``"C002"``, …, zero-padded),
+        ``treated`` (0/1), ``severity`` (float), ``recovered`` (0/1), and
+        ``clinic_effect``, the true ``u_j`` (for checking estimates; not a
+        model variable).
+
+    Notes
+    -----
+    A simulation written for the course (chapter "Counts and yes/no
+    outcomes"); no real patients. R equivalent of the model it follows:
+    ``glmer(recovered ~ treated + severity + (1 | clinic), family = binomial)``.
+
+    Examples
+    --------
+    >>> from mlmhelpers import simulate_clinics
+    >>> df = simulate_clinics()
+    >>> df.shape[1], df.clinic.nunique(), sorted(df.recovered.unique().tolist())
+    (5, 100, [0, 1])
+    """
+    if n_clinics < 2:
+        raise ValueError("n_clinics must be at least 2.")
+    if not 1 <= min_patients <= max_patients:
+        raise ValueError("need 1 <= min_patients <= max_patients.")
+    if sd_clinic < 0:
+        raise ValueError("sd_clinic must be non-negative.")
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(min_patients, max_patients + 1, n_clinics)
+    effects = rng.normal(0.0, sd_clinic, n_clinics)
+    width = len(str(n_clinics))
+    labels = np.array([f"C{j + 1:0{max(width, 2)}d}" for j in range(n_clinics)])
+    codes = np.repeat(np.arange(n_clinics), sizes)
+    n = len(codes)
+    treated = rng.integers(0, 2, n)
+    sev = rng.normal(0.0, 1.0, n)
+    eta = intercept + treatment * treated + severity * sev + effects[codes]
+    recovered = (rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
+    return pd.DataFrame({"clinic": labels[codes], "treated": treated, "severity": sev,
+                         "recovered": recovered, "clinic_effect": effects[codes]})

@@ -60,3 +60,36 @@ def test_simulation_is_seeded_and_overridable():
     assert len(df) == 6 and set(df.salary) == {1.0, 2.0}
     with pytest.raises(ValueError, match="noise"):
         mh.simulate_faculty(noise=1.5)
+
+
+def test_clinics_simulation_is_seeded_and_follows_its_design():
+    a, b = mh.simulate_clinics(), mh.simulate_clinics()
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(mh.simulate_clinics(seed=1))
+    assert list(a.columns) == ["clinic", "treated", "severity", "recovered", "clinic_effect"]
+    sizes = a.groupby("clinic").size()
+    assert len(sizes) == 100 and sizes.between(2, 12).all()
+    assert set(a["treated"]) == {0, 1} and set(a["recovered"]) == {0, 1}
+    assert (a.groupby("clinic")["clinic_effect"].nunique() == 1).all()
+    pairs = mh.simulate_clinics(n_clinics=5, min_patients=2, max_patients=2, seed=3)
+    assert len(pairs) == 10 and list(pairs["clinic"].unique()) == ["C01", "C02", "C03", "C04", "C05"]
+
+
+def test_clinics_simulation_recovers_its_parameters_on_average():
+    """With many patients the simulated outcomes follow the stated logistic model: the
+    treatment log odds ratio of a plain logistic fit within clinics of zero effect is near 1."""
+    import statsmodels.api as sm
+
+    df = mh.simulate_clinics(n_clinics=400, min_patients=50, max_patients=50, sd_clinic=0.0, seed=11)
+    X = sm.add_constant(df[["treated", "severity"]].astype(float))
+    fit = sm.Logit(df["recovered"], X).fit(disp=0)
+    np.testing.assert_allclose(fit.params.to_numpy(), [-0.5, 1.0, -0.8], atol=0.08)
+
+
+def test_clinics_simulation_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="n_clinics"):
+        mh.simulate_clinics(n_clinics=1)
+    with pytest.raises(ValueError, match="min_patients"):
+        mh.simulate_clinics(min_patients=5, max_patients=3)
+    with pytest.raises(ValueError, match="sd_clinic"):
+        mh.simulate_clinics(sd_clinic=-1.0)
