@@ -1658,7 +1658,7 @@ def plot_ranef_qq(model: LmerResult, *, axes: Any = None, level: float = 0.95) -
             panels.append((factor, term, table[term], sd))
     n = len(panels)
     flat = _axes_array(axes, n, ncols=min(n, 2), figsize=(7.0 if n > 1 else 5.5, 4.0 * int(np.ceil(n / 2))))
-    for ax, (factor, term, values, sd) in zip(flat, panels):
+    for ax, (factor, term, values, sd) in zip(flat, panels, strict=True):
         if sd > 0:
             plot_qq(values, ax=ax, loc=0.0, scale=sd, level=level, ylabel="Conditional mode",
                     title=f"{factor}: {term}")

@@ -115,7 +115,7 @@ def test_counts_and_their_rounding(arrests, glued):
     assert (arrests["arrests"] == [round(v) for v in arrests["raw"]]).all()
     assert glued["n_rows"] == len(arrests) == 4286
     assert glued["n_zero"] == int((arrests["arrests"] == 0).sum())
-    assert glued["n_counties"] == len(set(zip(arrests["stusps"], arrests["fips"])))
+    assert glued["n_counties"] == len(set(zip(arrests["stusps"], arrests["fips"], strict=True)))
     assert (glued["pop_min"], glued["pop_max"]) == (arrests["pop_tot"].min(), arrests["pop_tot"].max())
 
 
@@ -148,10 +148,10 @@ def test_overdispersion_ratios_match_lme4_pearson_residuals(glued):
 
 
 def test_olre_and_county_models_match_lme4(glued):
-    olre = dict(zip(REF["olre"]["vc_grp"], REF["olre"]["vc_sdcor"]))
+    olre = dict(zip(REF["olre"]["vc_grp"], REF["olre"]["vc_sdcor"], strict=True))
     close(glued["olre_sd_obs"], olre["obs"], 3)
     close(glued["olre_sd_state"], olre["stusps"], 3)
-    county = dict(zip(REF["county"]["vc_grp"], REF["county"]["vc_sdcor"]))
+    county = dict(zip(REF["county"]["vc_grp"], REF["county"]["vc_sdcor"], strict=True))
     close(glued["county_sd_county"], county["county"], 3)
     close(glued["county_sd_state"], county["stusps"], 3)
     close(glued["county_b1"], REF["county"]["beta"][1], 4)
@@ -221,8 +221,8 @@ def test_clinic_data_summaries(glued):
 
 def test_logistic_fit_and_odds_ratios_match_lme4(glued, nb):
     r = REF["clinics_laplace"]
-    b = dict(zip(r["beta_names"], r["beta"]))
-    se = dict(zip(r["beta_names"], r["se"]))
+    b = dict(zip(r["beta_names"], r["beta"], strict=True))
+    se = dict(zip(r["beta_names"], r["se"], strict=True))
     close(glued["logit_b1"], b["treated"], 3)
     close(glued["logit_b2"], b["severity"], 3)
     close(glued["logit_sd"], r["vc_sdcor"], 3)
@@ -237,7 +237,7 @@ def test_logistic_fit_and_odds_ratios_match_lme4(glued, nb):
 
 def test_predicted_probabilities_match_lme4(glued):
     p = REF["clinics_pred_prob"]
-    for key, v in zip(["p_c001_0", "p_c001_1", "p_new_0", "p_new_1"], p):
+    for key, v in zip(["p_c001_0", "p_c001_1", "p_new_0", "p_new_1"], p, strict=True):
         close(glued[key], v, 3)
     r = REF["clinics_laplace"]
     # the new clinic's probabilities are the inverse logit of the fixed part alone
@@ -286,7 +286,7 @@ def agq_loglik(data: pd.DataFrame, beta, sd) -> float:
         y = rows["recovered"].to_numpy(float)
         eta = beta[0] + beta[1] * rows["treated"].to_numpy() + beta[2] * rows["severity"].to_numpy()
 
-        def f(u):
+        def f(u, eta=eta, y=y):
             e = eta + u
             return np.exp(y @ e - np.logaddexp(0, e).sum()) * stats.norm.pdf(u, scale=sd)
         total += np.log(integrate.quad(f, -12 * sd, 12 * sd, epsabs=1e-14, limit=200)[0])
@@ -339,7 +339,7 @@ def test_exercise_numbers(nb):
     lap, agq = REF["large_laplace"], REF["large_agq25"]
     names = [*lap["beta_names"], "clinic SD", "log-likelihood"]
     for name, vl, va in zip(names, [*lap["beta"], lap["vc_sdcor"], lap["loglik"]],
-                            [*agq["beta"], agq["vc_sdcor"], agq["loglik"]]):
+                            [*agq["beta"], agq["vc_sdcor"], agq["loglik"]], strict=True):
         close(rows[name][1], va, 3)
         close(rows[name][0], vl, 3, extra=1e-3)  # Laplace: the engine's documented 1e-3
 
@@ -353,7 +353,7 @@ def test_exercise_3_simulation_is_close_to_the_integral(nb):
     sim = [special.expit(b0 + u).mean(), special.expit(b0 + b1 + u).mean()]
     np.testing.assert_allclose(sim, exact, atol=2e-3)
     text = outputs_text(nb)
-    for s, e in zip(sim, exact):
+    for s, e in zip(sim, exact, strict=True):
         assert re.search(rf"{s:.3f}\s+{e:.3f}", text), (s, e)
 
 

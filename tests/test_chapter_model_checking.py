@@ -211,7 +211,7 @@ def test_qq_band_counts():
 
 
 def test_conditional_modes_against_lme4():
-    vc = dict(zip(REF["varcorr"]["grp"], REF["varcorr"]["sdcor"]))
+    vc = dict(zip(REF["varcorr"]["grp"], REF["varcorr"]["sdcor"], strict=True))
     ran = pd.DataFrame(REF["ranef"])
     county = ran.loc[ran["grpvar"] == "county:stusps", "condval"].to_numpy()
     state = ran.loc[ran["grpvar"] == "stusps", "condval"].to_numpy()

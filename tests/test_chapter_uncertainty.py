@@ -16,7 +16,6 @@ outputs; both are read here, never recomputed by the chapter's own code path alo
 from __future__ import annotations
 
 import ast
-import io
 import re
 from pathlib import Path
 
@@ -250,7 +249,7 @@ def test_profile_ends_have_the_chisq_deviance(faculty_dense):
     Za = pd.get_dummies(f.department).to_numpy(float)
     Zb = Za * f.experience.to_numpy(float)[:, None]
     for end in R_PROFILE_FS[".sig02"]:
-        prof = optimize.minimize(lambda v: dense_ml_deviance([v[0], end, v[1]], y, X, Za, Zb),
+        prof = optimize.minimize(lambda v, end=end: dense_ml_deviance([v[0], end, v[1]], y, X, Za, Zb),
                                  x0=faculty_dense["est"][[0, 2]], method="Nelder-Mead",
                                  options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 5000})
         assert prof.fun - faculty_dense["dev"] == pytest.approx(stats.chi2.ppf(0.95, 1), abs=2e-3)

@@ -855,7 +855,7 @@ def test_plot_ranef_qq_one_panel_per_factor_with_the_model_sd(county_model, ml):
     assert [a.get_title() for a in axes] == ["county:stusps: (Intercept)", "stusps: (Intercept)"]
     vc = county_model.varcorr.set_index("grp")["sdcor"]
     modes = mh.ranef(county_model)
-    for ax, factor in zip(axes, ["county:stusps", "stusps"]):
+    for ax, factor in zip(axes, ["county:stusps", "stusps"], strict=True):
         ys = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections if c.get_gid() in ("points", "outside")])
         np.testing.assert_allclose(np.sort(ys), np.sort(modes[factor]["(Intercept)"]))
         ref = by_gid(ax.get_lines(), "reference")[0]
