@@ -53,12 +53,31 @@ def _simulate_matrix(model: LmerResult, nsim: int, rng: np.random.Generator, con
     return y + sigma * rng.standard_normal((n, nsim))
 
 
-def simulate(model: LmerResult, nsim: int = 1, seed: int | None = None, re_form="~0") -> pd.DataFrame:
+def _simulate_glmer_matrix(model, nsim: int, rng: np.random.Generator, conditional: bool) -> np.ndarray:
+    """glmer responses of shape (n, nsim) on the fit's response scale (proportions or counts)."""
+    fam, resp = model.family, model.resp
+    if conditional:
+        eta = np.repeat(fam.linkfun(model.fitted.to_numpy())[:, None], nsim, axis=1)
+    else:
+        u = rng.standard_normal((model.fit.u.size, nsim))
+        eta = (resp.offset + model.X @ model.fit.beta)[:, None] + model._zlambda(model.fit.theta, u)
+    mu = fam.linkinv(eta)
+    if fam.family == "binomial":
+        trials = np.round(resp.pw).astype(np.int64)
+        succ = rng.binomial(trials[:, None], np.clip(mu, 0.0, 1.0))
+        return np.where(trials[:, None] > 0, succ / np.maximum(trials, 1)[:, None], 0.0)
+    return rng.poisson(mu).astype(float)
+
+
+def simulate(model, nsim: int = 1, seed: int | None = None, re_form="~0") -> pd.DataFrame:
     """Simulate responses from a fitted model, as lme4's ``simulate(m, nsim, seed)``.
 
     Parameters
     ----------
-    model : LmerResult
+    model : LmerResult or GlmerResult
+        For a ``glmer`` fit the responses are drawn from its family (binomial
+        successes out of the prior weights, returned as proportions as the fit
+        sees them; Poisson counts), with the fit's offset.
     nsim : int, default 1
         Number of simulated response vectors.
     seed : int, optional
@@ -80,7 +99,9 @@ def simulate(model: LmerResult, nsim: int = 1, seed: int | None = None, re_form=
     -----
     R equivalent: ``simulate(m, nsim = 1, seed = NULL, re.form = NA)``. The
     random numbers differ from R's, so single draws do not match R; their
-    distribution does.
+    distribution does. For a binomial ``glmer`` fit lme4 returns proportions
+    too when the model was fitted to proportions with weights (and a
+    two-column matrix for ``cbind``); here it is always the proportions.
 
     Examples
     --------
@@ -89,10 +110,17 @@ def simulate(model: LmerResult, nsim: int = 1, seed: int | None = None, re_form=
     >>> mh.simulate(m, nsim=3, seed=1).shape
     (4286, 3)
     """
-    model = _need_fit(model, "simulate")
+    from .glmer_result import GlmerResult
+
+    if not isinstance(model, GlmerResult):
+        model = _need_fit(model, "simulate")
     nsim = _check_nsim(nsim)
     conditional = not _is_na_re_form(re_form)
-    y = _simulate_matrix(model, nsim, np.random.default_rng(seed), conditional)
+    rng = np.random.default_rng(seed)
+    if isinstance(model, GlmerResult):
+        y = _simulate_glmer_matrix(model, nsim, rng, conditional)
+    else:
+        y = _simulate_matrix(model, nsim, rng, conditional)
     return pd.DataFrame(y, index=model.design.row_index, columns=[f"sim_{i + 1}" for i in range(nsim)])
 
 

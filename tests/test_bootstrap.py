@@ -157,3 +157,44 @@ def test_progress_bar_on_request(m_ri, capsys):
     capsys.readouterr()
     bootstrap(m_ri, lambda fit: fit.sigma, nsim=3, seed=1)  # default: no bar outside a terminal
     assert capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------- simulate for glmer fits
+def _poisson_fit():
+    rng = np.random.default_rng(8)
+    g = np.repeat(np.arange(20), 15)
+    x = rng.normal(size=g.size)
+    expo = rng.uniform(1, 5, size=g.size)
+    lam = expo * np.exp(0.3 + 0.4 * x + rng.normal(scale=0.6, size=20)[g])
+    d = pd.DataFrame({"n": rng.poisson(lam), "x": x, "expo": expo, "g": [f"g{k}" for k in g]})
+    return mh.glmer("n ~ x + offset(np.log(expo)) + (1 | g)", d, family="poisson"), d
+
+
+def test_simulate_glmer_poisson_marginal_mean_by_quadrature():
+    """E[y] = exp(offset + xβ) E[exp(b)], b ~ N(0, θ²): exp(θ²/2) for a log link."""
+    m, d = _poisson_fit()
+    nsim = 4000
+    sims = mh.simulate(m, nsim=nsim, seed=3).to_numpy()
+    assert sims.shape == (len(d), nsim) and np.all(sims == np.round(sims)) and sims.min() >= 0
+    theta = float(m.fit.theta[0])
+    mean = np.log(d["expo"]).to_numpy() + m.fixef.iloc[0] + m.fixef.iloc[1] * d["x"].to_numpy()
+    expected = np.exp(mean + theta**2 / 2)
+    # The mean over all rows and simulations; Monte Carlo SE from the simulated totals.
+    totals = sims.sum(axis=0)
+    se = totals.std(ddof=1) / np.sqrt(nsim)
+    assert abs(totals.mean() - expected.sum()) < 4 * se
+
+
+def test_simulate_glmer_conditional_and_binomial_proportions():
+    m, _ = _poisson_fit()
+    cond = mh.simulate(m, nsim=3000, seed=4, re_form=None).to_numpy()
+    mu = m.fitted.to_numpy()
+    np.testing.assert_allclose(cond.mean(axis=1), mu, atol=5 * np.sqrt(mu.max() / 3000))
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(15), 4)
+    p = 1 / (1 + np.exp(-(-0.4 + rng.normal(scale=1.0, size=15)[g])))
+    d = pd.DataFrame({"s": rng.binomial(10, p), "g": [f"g{k}" for k in g]}).assign(f=lambda t: 10 - t.s)
+    mb = mh.glmer("cbind(s, f) ~ 1 + (1 | g)", d, family="binomial")
+    sims = mh.simulate(mb, nsim=5, seed=1).to_numpy()
+    assert np.all((sims >= 0) & (sims <= 1)) and np.allclose(sims * 10, np.round(sims * 10))
+    assert np.array_equal(sims, mh.simulate(mb, nsim=5, seed=1).to_numpy())  # seeded
