@@ -11,7 +11,7 @@ plots``): every function takes ``ax=None`` and returns the Axes.
 from . import plots  # noqa: F401  (mlmhelpers.plots, the course figures)
 from .book import glue
 from .bootstrap import bootstrap, pb_test, simulate
-from .datasets import load_arrests, load_faculty, simulate_clinics, simulate_faculty
+from .datasets import load_arrests, load_faculty, simulate_clinics, simulate_faculty, simulate_ratings
 from .family import Family, binomial, poisson
 from .fit import lmer
 from .glm_response import PIRLSError
@@ -68,6 +68,6 @@ __all__ = [
     # book
     "glue",
     # data
-    "load_arrests", "load_faculty", "simulate_faculty", "simulate_clinics",
+    "load_arrests", "load_faculty", "simulate_faculty", "simulate_clinics", "simulate_ratings",
 ]
 __version__ = "0.1.0"

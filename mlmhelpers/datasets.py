@@ -1,4 +1,4 @@
-"""The course's data sets: the county arrest data and the simulated faculty salaries."""
+"""The course's data sets: the county arrest data, the simulated faculty salaries and essay ratings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["data_dir", "load_arrests", "simulate_faculty", "load_faculty", "simulate_clinics", "ARRESTS_SHA256"]
+__all__ = ["data_dir", "load_arrests", "simulate_faculty", "load_faculty", "simulate_clinics", "simulate_ratings",
+           "ARRESTS_SHA256"]
 
 ARRESTS_SHA256 = "2dd7a7cf1d1eca517c97aba09aaefbbfebd27816e1a9de18a0de6d11689fadbe"
 ARRESTS_COLUMNS = {
@@ -29,6 +30,7 @@ FACULTY_DEPARTMENTS = {
     "statistics": (80_000, 500),
 }
 FACULTY_SEED = 2023
+RATINGS_SEED = 606
 
 
 def data_dir() -> Path:
@@ -221,6 +223,42 @@ def simulate_clinics(
         Seed of :func:`numpy.random.default_rng`; the same seed gives the
         same data on every machine.
 
+
+def simulate_ratings(
+    n_raters: int = 8,
+    n_essays: int = 40,
+    mean: float = 65.0,
+    sd_rater: float = 4.0,
+    sd_essay: float = 8.0,
+    sd_resid: float = 5.0,
+    seed: int | None = RATINGS_SEED,
+) -> pd.DataFrame:
+    """Simulate a fully crossed rating design: every rater scores every essay once.
+
+    Chapter 6's crossed example. Each rater ``r`` has a severity ``a_r ~
+    N(0, sd_rater²)``, each essay ``e`` a quality ``b_e ~ N(0, sd_essay²)``,
+    and each rating a noise term ``ε ~ N(0, sd_resid²)``, all independent, so
+
+    ``score = mean + a_r + b_e + ε``,
+
+    rounded to one decimal. Raters and essays are *crossed*: no essay belongs to
+    one rater and no rater to one essay, so neither factor is nested in the
+    other. With one rating per rater–essay pair a rater × essay interaction
+    cannot be told apart from the noise.
+
+    Parameters
+    ----------
+    n_raters, n_essays : int, default 8 and 40
+        Numbers of raters and essays (each at least 2).
+    mean : float, default 65.0
+        Mean score on a 0–100 marking scale.
+    sd_rater, sd_essay, sd_resid : float, default 4.0, 8.0 and 5.0
+        Standard deviations of rater severity, essay quality and noise (each >= 0).
+    seed : int or None, default 606
+        Seed of :func:`numpy.random.default_rng`. The rater effects are drawn
+        first, then the essay effects, then the noise (rows ordered by essay,
+        then rater), so the same seed gives the same data on every machine.
+
     Returns
     -------
     DataFrame
@@ -261,3 +299,39 @@ def simulate_clinics(
     recovered = (rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
     return pd.DataFrame({"clinic": labels[codes], "treated": treated, "severity": sev,
                          "recovered": recovered, "clinic_effect": effects[codes]})
+
+
+        ``n_raters * n_essays`` rows with columns ``essay`` (``"E01"``, ...),
+        ``rater`` (``"R1"``, ...) and ``score``.
+
+    Notes
+    -----
+    R equivalent of the model fitted to these data:
+    ``lmer(score ~ 1 + (1 | rater) + (1 | essay), ratings)``.
+
+    Examples
+    --------
+    >>> from mlmhelpers import simulate_ratings
+    >>> r = simulate_ratings()
+    >>> r.shape, r.rater.nunique(), r.essay.nunique()
+    ((320, 3), 8, 40)
+    >>> int(r.groupby(["rater", "essay"]).size().max())
+    1
+    """
+    if n_raters < 2 or n_essays < 2:
+        raise ValueError("simulate_ratings needs at least 2 raters and 2 essays.")
+    if min(sd_rater, sd_essay, sd_resid) < 0:
+        raise ValueError("standard deviations must be non-negative.")
+    rng = np.random.default_rng(seed)
+    severity = rng.normal(0.0, sd_rater, n_raters)
+    quality = rng.normal(0.0, sd_essay, n_essays)
+    essay_idx = np.repeat(np.arange(n_essays), n_raters)
+    rater_idx = np.tile(np.arange(n_raters), n_essays)
+    noise = rng.normal(0.0, sd_resid, n_raters * n_essays)
+    score = (mean + severity[rater_idx] + quality[essay_idx] + noise).round(1)
+    ew, rw = len(str(n_essays)), len(str(n_raters))
+    return pd.DataFrame({
+        "essay": [f"E{i + 1:0{ew}d}" for i in essay_idx],
+        "rater": [f"R{i + 1:0{rw}d}" for i in rater_idx],
+        "score": score,
+    })

@@ -93,3 +93,27 @@ def test_clinics_simulation_rejects_bad_arguments():
         mh.simulate_clinics(min_patients=5, max_patients=3)
     with pytest.raises(ValueError, match="sd_clinic"):
         mh.simulate_clinics(sd_clinic=-1.0)
+
+
+def test_simulate_ratings_is_fully_crossed_and_seeded():
+    r = mh.simulate_ratings()
+    assert list(r.columns) == ["essay", "rater", "score"] and r.shape == (320, 3)
+    counts = pd.crosstab(r.essay, r.rater)
+    assert counts.shape == (40, 8) and (counts.to_numpy() == 1).all()  # every rater, every essay, once
+    pd.testing.assert_frame_equal(r, mh.simulate_ratings())
+    assert not r.equals(mh.simulate_ratings(seed=1))
+    assert (r.score.round(1) == r.score).all()
+
+
+def test_simulate_ratings_follows_its_documented_model():
+    # No rater or essay effects: every score is mean + noise.
+    r = mh.simulate_ratings(n_raters=50, n_essays=200, sd_rater=0, sd_essay=0, sd_resid=2.0, mean=10.0, seed=3)
+    assert r.score.mean() == pytest.approx(10.0, abs=0.05)
+    assert r.score.std() == pytest.approx(2.0, rel=0.03)
+    # No noise and no essay effects: a rater's scores are all the same, raters differ.
+    r = mh.simulate_ratings(n_raters=5, n_essays=4, sd_essay=0, sd_resid=0, seed=4)
+    assert (r.groupby("rater").score.nunique() == 1).all() and r.score.nunique() == 5
+    with pytest.raises(ValueError, match="at least 2 raters"):
+        mh.simulate_ratings(n_raters=1)
+    with pytest.raises(ValueError, match="non-negative"):
+        mh.simulate_ratings(sd_rater=-1)
