@@ -1,4 +1,4 @@
-"""The course's data sets: the county arrest data, the simulated faculty salaries and essay ratings."""
+"""The course's data sets: the county arrest data and the simulated faculty salaries."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ FACULTY_DEPARTMENTS = {
     "statistics": (80_000, 500),
 }
 FACULTY_SEED = 2023
-RATINGS_SEED = 606
 
 
 def data_dir() -> Path:
@@ -223,42 +222,6 @@ def simulate_clinics(
         Seed of :func:`numpy.random.default_rng`; the same seed gives the
         same data on every machine.
 
-
-def simulate_ratings(
-    n_raters: int = 8,
-    n_essays: int = 40,
-    mean: float = 65.0,
-    sd_rater: float = 4.0,
-    sd_essay: float = 8.0,
-    sd_resid: float = 5.0,
-    seed: int | None = RATINGS_SEED,
-) -> pd.DataFrame:
-    """Simulate a fully crossed rating design: every rater scores every essay once.
-
-    Chapter 6's crossed example. Each rater ``r`` has a severity ``a_r ~
-    N(0, sd_rater²)``, each essay ``e`` a quality ``b_e ~ N(0, sd_essay²)``,
-    and each rating a noise term ``ε ~ N(0, sd_resid²)``, all independent, so
-
-    ``score = mean + a_r + b_e + ε``,
-
-    rounded to one decimal. Raters and essays are *crossed*: no essay belongs to
-    one rater and no rater to one essay, so neither factor is nested in the
-    other. With one rating per rater–essay pair a rater × essay interaction
-    cannot be told apart from the noise.
-
-    Parameters
-    ----------
-    n_raters, n_essays : int, default 8 and 40
-        Numbers of raters and essays (each at least 2).
-    mean : float, default 65.0
-        Mean score on a 0–100 marking scale.
-    sd_rater, sd_essay, sd_resid : float, default 4.0, 8.0 and 5.0
-        Standard deviations of rater severity, essay quality and noise (each >= 0).
-    seed : int or None, default 606
-        Seed of :func:`numpy.random.default_rng`. The rater effects are drawn
-        first, then the essay effects, then the noise (rows ordered by essay,
-        then rater), so the same seed gives the same data on every machine.
-
     Returns
     -------
     DataFrame
@@ -301,6 +264,47 @@ def simulate_ratings(
                          "recovered": recovered, "clinic_effect": effects[codes]})
 
 
+RATINGS_SEED = 606
+
+
+def simulate_ratings(
+    n_raters: int = 8,
+    n_essays: int = 40,
+    mean: float = 65.0,
+    sd_rater: float = 4.0,
+    sd_essay: float = 8.0,
+    sd_resid: float = 5.0,
+    seed: int | None = RATINGS_SEED,
+) -> pd.DataFrame:
+    """Simulate a fully crossed rating design: every rater scores every essay once.
+
+    Chapter 6's crossed example. Each rater ``r`` has a severity ``a_r ~
+    N(0, sd_rater²)``, each essay ``e`` a quality ``b_e ~ N(0, sd_essay²)``,
+    and each rating a noise term ``ε ~ N(0, sd_resid²)``, all independent, so
+
+    ``score = mean + a_r + b_e + ε``,
+
+    rounded to one decimal. Raters and essays are *crossed*: no essay belongs to
+    one rater and no rater to one essay, so neither factor is nested in the
+    other. With one rating per rater–essay pair a rater × essay interaction
+    cannot be told apart from the noise.
+
+    Parameters
+    ----------
+    n_raters, n_essays : int, default 8 and 40
+        Numbers of raters and essays (each at least 2).
+    mean : float, default 65.0
+        Mean score on a 0–100 marking scale.
+    sd_rater, sd_essay, sd_resid : float, default 4.0, 8.0 and 5.0
+        Standard deviations of rater severity, essay quality and noise (each >= 0).
+    seed : int or None, default 606
+        Seed of :func:`numpy.random.default_rng`. The rater effects are drawn
+        first, then the essay effects, then the noise (rows ordered by essay,
+        then rater), so the same seed gives the same data on every machine.
+
+    Returns
+    -------
+    DataFrame
         ``n_raters * n_essays`` rows with columns ``essay`` (``"E01"``, ...),
         ``rater`` (``"R1"``, ...) and ``score``.
 
