@@ -457,7 +457,7 @@ def test_headings_are_well_ordered(notebook):
                 levels.append((len(line.split(" ")[0]), line))
     assert levels[0] == (1, "# Faculty salaries: varying intercepts and slopes")
     assert sum(1 for lv, _ in levels if lv == 1) == 1
-    for (prev, _), (cur, line) in zip(levels, levels[1:], strict=True):
+    for (prev, _), (cur, line) in zip(levels[:-1], levels[1:], strict=True):
         assert cur <= prev + 1, f"heading level jumps at {line!r}"
 
 
