@@ -186,11 +186,11 @@ class GaussianResponse:
             Ps = [P1] + [Pr[s.start - lp.u_slices[1].start:s.stop - lp.u_slices[1].start]
                          for s in lp.u_slices[1:]]
             W = lp.Q.copy()
-            for t, th, Pk in zip(lp.terms, theta, Ps, strict=True):
-                W -= (th * t.Z[:, 0])[:, None] * Pk[t.codes]
+            for Zk, th, Pk in zip(lp._Zsp, theta, Ps, strict=True):
+                W -= np.asarray(Zk @ (th * Pk))
             d_ldRX2 = np.empty(theta.size)
             for k, t in enumerate(lp.terms):
-                ZW = np.column_stack([group_sum(t.codes, t.Z[:, 0] * W[:, c], t.nlevels) for c in range(p)])
+                ZW = np.asarray(lp._Zsp[k].T @ W)  # Z_tᵀ W, (levels, p)
                 d_ldRX2[k] = -2.0 * theta[k] * float(np.sum(ZW * cho_solve((fac.RXq, True), ZW.T,
                                                                               check_finite=False).T))
             return d_ldL2 + d_ldRX2 + (n - p) * d_r2 / sol.pwrss
