@@ -189,8 +189,8 @@ class GaussianResponse:
             for Zk, th, Pk in zip(lp._Zsp, theta, Ps, strict=True):
                 W -= np.asarray(Zk @ (th * Pk))
             d_ldRX2 = np.empty(theta.size)
-            for k, t in enumerate(lp.terms):
-                ZW = np.asarray(lp._Zsp[k].T @ W)  # Z_tᵀ W, (levels, p)
+            for k, Zk in enumerate(lp._Zsp):
+                ZW = np.asarray(Zk.T @ W)  # Z_tᵀ W, (levels, p)
                 d_ldRX2[k] = -2.0 * theta[k] * float(np.sum(ZW * cho_solve((fac.RXq, True), ZW.T,
                                                                               check_finite=False).T))
             return d_ldL2 + d_ldRX2 + (n - p) * d_r2 / sol.pwrss
