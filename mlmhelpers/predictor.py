@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.linalg import cho_solve, solve_triangular
+from scipy.linalg import LinAlgError, cho_solve, cholesky, solve_triangular
 
 from .blocks import batched_cholesky, bmm, group_sum, lmul, rmul, solve_lower, solve_upper_t
 from .design import RandomEffectsTerm
@@ -54,6 +54,18 @@ LOG2PI = float(np.log(2.0 * np.pi))
 
 #: Largest q1 · qr for which the block between the first term and the others is kept dense.
 _DENSE_CROSS_MAX = 500_000
+
+#: Largest number of row-wise pairs of non-zeros of ``C`` precomputed for scalar terms.
+_PAIRS_MAX = 40_000_000
+
+
+def _cholesky_lower(A: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor by LAPACK in place (``A`` is overwritten; only its lower triangle is read)."""
+    try:
+        L = cholesky(A, lower=True, overwrite_a=True, check_finite=False)
+    except LinAlgError:
+        raise np.linalg.LinAlgError("matrix not positive definite") from None
+    return L
 
 
 def _sumsq(v: np.ndarray) -> float:
@@ -141,6 +153,8 @@ class _CrossProducts:
     C: sp.csr_matrix | None = None  # (q1, qr) sparse  Z_1ᵀ W Z_r
     Cd: np.ndarray | None = None  # the same, dense, when q1 · qr is small
     ZQr: np.ndarray | None = None  # (qr, p)  Z_rᵀ W Q
+    #: Scalar terms only: ``Cᵀ diag(d) C`` as one ``np.bincount`` (see ``_pairs``).
+    pairs: tuple | None = None
 
 
 class LinearPredictor:
@@ -256,6 +270,11 @@ class LinearPredictor:
                                             np.arange(t.nlevels + 1)), shape=(t.q, t.q)))
         return sp.block_diag(parts, format="csr")
 
+    def _lambda_rest_diag(self, lams: list[np.ndarray]) -> np.ndarray:
+        """Diagonal of Λ for terms 2..K when every one is scalar."""
+        return np.concatenate([np.full(t.nlevels, lam[0, 0]) for t, lam in
+                               zip(self.terms[1:], lams[1:], strict=True)])
+
     def _Lambda_rest_dense(self, lams: list[np.ndarray]) -> np.ndarray:
         """Block-diagonal Λ of terms 2..K as a dense matrix (small ``qr`` only)."""
         qr = sum(t.q for t in self.terms[1:])
@@ -299,9 +318,41 @@ class LinearPredictor:
             if cp.C.shape[0] * cp.C.shape[1] <= _DENSE_CROSS_MAX:
                 cp.Cd = cp.C.toarray()
             cp.ZQr = np.asarray(Zrw.T @ self.Q)
+            if sqrtw is None and cp.Cd is None and all(t.k == 1 for t in self.terms):
+                cp.pairs = self._pairs(cp.C)
         if sqrtw is None:
             self._unweighted = cp
         return cp
+
+    @staticmethod
+    def _pairs(C: sp.csr_matrix) -> tuple | None:
+        """Fixed index/weight arrays that give ``Cᵀ diag(d) C`` for any ``d`` with one ``np.bincount``.
+
+        Every pair of non-zeros ``(i, j), (i, j')`` in a row of ``C`` (``j ≤ j'``)
+        contributes ``d_i c_ij c_ij'`` to entry ``(j, j')``; the pattern does not
+        depend on θ, so it is built once. ``None`` when there are too many pairs
+        (memory), in which case the sparse product is used.
+        """
+        C = C.tocsr()
+        C.sort_indices()
+        q1, qr = C.shape
+        m = np.diff(C.indptr).astype(np.int64)
+        npairs = int(np.sum(m * (m + 1) // 2))
+        if npairs > _PAIRS_MAX:
+            return None
+        rowidx = np.repeat(np.arange(q1), m)
+        nnz = C.nnz
+        pos_in_row = np.arange(nnz) - C.indptr[rowidx]
+        rep = m[rowidx] - pos_in_row  # partners j' at or after j in the same row
+        first = np.repeat(np.arange(nnz), rep)
+        start = np.cumsum(rep) - rep
+        second = first + (np.arange(npairs) - np.repeat(start, rep))
+        idx = C.indices[first].astype(np.int64) * qr + C.indices[second]
+        w = C.data[first] * C.data[second]
+        row = rowidx[first]
+        # Sort by target entry: bincount then writes memory in order (much faster for large qr).
+        order = np.argsort(idx, kind="stable")
+        return idx[order], w[order], row[order]
 
     # ------------------------------------------------------------ factorize
     def factorize(self, theta: np.ndarray, sqrtw: np.ndarray | None = None) -> Factorization:
@@ -338,7 +389,30 @@ class LinearPredictor:
         ldL2 = 2.0 * float(np.sum(np.log(np.diagonal(L1, axis1=1, axis2=2))))
         G = Lrr = RZXr = Lam_r = None
         if len(self.terms) > 1:
-            if cp.Cd is not None:
+            if cp.pairs is not None:
+                # Scalar terms: Λ's are diagonal, G = diag(l1) C diag(lr) with l1 = λ_1 / L_1,
+                # and GᵀG = diag(lr) Cᵀ diag(l1²) C diag(lr), accumulated from fixed pairs.
+                lr = self._lambda_rest_diag(lams)
+                Lam_r = sp.diags(lr, format="csr")
+                l1 = lam1[0, 0] / L1[:, 0, 0]
+                qr = lr.size
+                idx, pw, prow = cp.pairs
+                l1sq = l1 * l1
+                M = np.bincount(idx, weights=pw * l1sq[prow], minlength=qr * qr).reshape(qr, qr)
+                # M holds the upper triangle (j ≤ j'); the lower Cholesky reads the lower one.
+                Arr = cp.Srr.T - M.T
+                Arr *= lr[:, None]
+                Arr *= lr[None, :]
+                C = cp.C
+                G = sp.csr_matrix((C.data * np.repeat(l1, np.diff(C.indptr)) * lr[C.indices],
+                                   C.indices, C.indptr), shape=C.shape)
+                Arr[np.diag_indices_from(Arr)] += 1.0
+                Lrr = _cholesky_lower(Arr)
+                RZXr = solve_triangular(Lrr, lr[:, None] * cp.ZQr - np.asarray(G.T @ RZX1f),
+                                        lower=True, check_finite=False)
+                schur -= RZXr.T @ RZXr
+                ldL2 += 2.0 * float(np.sum(np.log(np.diag(Lrr))))
+            elif cp.Cd is not None:
                 # Small enough for dense products (cheaper than scipy.sparse's per-call overhead).
                 Lam_r = Lr = self._Lambda_rest_dense(lams)
                 CL = lmul(lam1.T, cp.Cd.reshape(J1, k1, -1))  # Λ_1ᵀ C, level by level
@@ -356,12 +430,13 @@ class LinearPredictor:
                 LtS = np.asarray(Lam_r.T @ cp.Srr)
                 Arr = np.asarray(Lam_r.T @ LtS.T)
                 Arr -= (G.T @ G).toarray()
-            Arr[np.diag_indices_from(Arr)] += 1.0
-            Lrr = np.linalg.cholesky(Arr)
-            RZXr = solve_triangular(Lrr, np.asarray(Lam_r.T @ cp.ZQr) - np.asarray(G.T @ RZX1f),
-                                    lower=True, check_finite=False)
-            schur -= RZXr.T @ RZXr
-            ldL2 += 2.0 * float(np.sum(np.log(np.diag(Lrr))))
+            if cp.pairs is None:
+                Arr[np.diag_indices_from(Arr)] += 1.0
+                Lrr = np.linalg.cholesky(Arr)
+                RZXr = solve_triangular(Lrr, np.asarray(Lam_r.T @ cp.ZQr) - np.asarray(G.T @ RZX1f),
+                                        lower=True, check_finite=False)
+                schur -= RZXr.T @ RZXr
+                ldL2 += 2.0 * float(np.sum(np.log(np.diag(Lrr))))
         if p:
             try:
                 RXq = np.linalg.cholesky(schur)

@@ -32,8 +32,9 @@ class GaussianResponse:
     The cross-products of ``y`` with the design are computed once, from ``y``
     residualised on the fixed effects, so each evaluation costs only the
     factorisation. For a single random-effects term the gradient is exact
-    (closed form below); for several terms it is a central difference of the
-    objective.
+    (closed form below), and so it is for several scalar terms (``(1 | a) +
+    (1 | b)``) whose off-diagonal block is kept sparse (large crossed models);
+    otherwise it is a central difference of the objective.
 
     Examples
     --------
@@ -59,7 +60,8 @@ class GaussianResponse:
 
     @property
     def exact_gradient(self) -> bool:
-        return len(self.predictor.terms) == 1
+        lp = self.predictor
+        return len(lp.terms) == 1 or lp._crossproducts(None).pairs is not None
 
     def pls(self, theta: np.ndarray) -> PLSSolution:
         """The PLS solution at ``theta`` (raises ``LinAlgError`` where undefined)."""
@@ -123,7 +125,76 @@ class GaussianResponse:
             return np.inf, np.full(theta.size, np.nan)
         if not sol.pwrss > 0:
             return np.inf, np.full(theta.size, np.nan)
+        if len(self.predictor.terms) > 1:
+            return float(sol.deviance(self.reml)), self._gradient_scalar_terms(sol)
         return float(sol.deviance(self.reml)), self._gradient_one_term(sol)
+
+    def _gradient_scalar_terms(self, sol: PLSSolution) -> np.ndarray:
+        """Exact gradient for several scalar terms (``Λ = diag(θ_t I)``), unweighted.
+
+        With ``A = ΛZᵀZΛ + I = L Lᵀ``, ``V = I + ZΛΛZᵀ`` and ``M = QᵀV⁻¹Q = R_X R_Xᵀ``:
+
+        * ``∂ log|L|² / ∂θ_t = tr(A⁻¹ ∂A) = 2 (q_t − tr_t A⁻¹) / θ_t`` (``ΛZᵀZΛ = A − I``;
+          0 at ``θ_t = 0``), where ``tr_t`` sums term t's diagonal of ``A⁻¹``:
+          ``diag(A_rr⁻¹)`` for the later terms and ``Σ 1/L₁² + tr(A_rr⁻¹ Gᵀ L₁⁻² G)`` for
+          the first (``A_rr`` the dense block's Schur complement, ``G`` the off-diagonal block);
+        * ``∂ pwrss / ∂θ_t = −2 u_tᵀ Z_tᵀ r`` (envelope theorem, ``r`` the residual);
+        * ``∂ log|R_X|² / ∂θ_t = −2 θ_t tr(M⁻¹ WᵀZ_t Z_tᵀW)`` with ``W = V⁻¹Q = Q − ZΛA⁻¹ΛZᵀQ``.
+        """
+        from scipy.linalg import cho_solve, lapack, solve_triangular
+
+        from .blocks import group_sum
+
+        fac = sol.factor
+        lp = self.predictor
+        cp = lp._crossproducts(None)
+        theta = np.array([lam[0, 0] for lam in fac.Lambdas])
+        L1 = fac.L1[:, 0, 0]
+        lr = lp._lambda_rest_diag(fac.Lambdas)
+        qr = lr.size
+        # A_rr⁻¹ from its Cholesky factor (LAPACK potri fills the lower triangle).
+        Ainv, info = lapack.dpotri(fac.Lrr, lower=1)
+        if info != 0:
+            return np.full(theta.size, np.nan)
+        idx, pw, prow = cp.pairs
+        d = (theta[0] / L1**2) ** 2  # diag(L₁⁻¹ Λ₁)² L₁⁻²
+        Hu = np.bincount(idx, weights=pw * d[prow], minlength=qr * qr).reshape(qr, qr)  # upper triangle
+        Hu *= lr[:, None]
+        Hu *= lr[None, :]
+        # tr(A_rr⁻¹ H) reads only the lower triangle of A_rr⁻¹ (potri's output): Huᵀ is lower.
+        dA = np.diag(Ainv).copy()
+        trH = 2.0 * float(np.einsum("ij,ji->", Ainv, Hu)) - float(dA @ np.diag(Hu))
+        tr = [float(np.sum(1.0 / L1**2)) + trH]
+        off = 0
+        for t in lp.terms[1:]:
+            tr.append(float(dA[off:off + t.q].sum()))
+            off += t.q
+        qt = np.array([t.q for t in lp.terms], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_ldL2 = np.where(theta != 0, 2.0 * (qt - np.array(tr)) / np.where(theta != 0, theta, 1.0), 0.0)
+        # Residual and ∂pwrss.
+        st = self.stats
+        n, p = sol.n, sol.p
+        r = st.yr - (lp.Q @ sol.beta_q if p else 0.0) - lp._zb(lp.split_u(sol.b))
+        us = lp.split_u(sol.u)
+        d_r2 = np.array([-2.0 * float(us[k][:, 0] @ group_sum(t.codes, t.Z[:, 0] * r, t.nlevels))
+                         for k, t in enumerate(lp.terms)])
+        if self.reml and p:
+            # P = A⁻¹ΛZᵀQ = L⁻ᵀ RZX, by blocks.
+            Pr = solve_triangular(fac.Lrr, fac.RZXr, lower=True, trans="T", check_finite=False)
+            P1 = (fac.RZX1[:, 0, :] - np.asarray(fac.G @ Pr)) / L1[:, None]
+            Ps = [P1] + [Pr[s.start - lp.u_slices[1].start:s.stop - lp.u_slices[1].start]
+                         for s in lp.u_slices[1:]]
+            W = lp.Q.copy()
+            for Zk, th, Pk in zip(lp._Zsp, theta, Ps, strict=True):
+                W -= np.asarray(Zk @ (th * Pk))
+            d_ldRX2 = np.empty(theta.size)
+            for k, Zk in enumerate(lp._Zsp):
+                ZW = np.asarray(Zk.T @ W)  # Z_tᵀ W, (levels, p)
+                d_ldRX2[k] = -2.0 * theta[k] * float(np.sum(ZW * cho_solve((fac.RXq, True), ZW.T,
+                                                                              check_finite=False).T))
+            return d_ldL2 + d_ldRX2 + (n - p) * d_r2 / sol.pwrss
+        return d_ldL2 + n * d_r2 / sol.pwrss
 
     def _gradient_one_term(self, sol: PLSSolution) -> np.ndarray:
         """Exact gradient with respect to θ for one term: entries of :meth:`_gradient_matrix`."""

@@ -245,3 +245,55 @@ def test_canonical_theta_keeps_covariance():
     assert np.all(can[tmap.is_diag] >= 0)
     L1, L2 = tmap.Lambda(theta), tmap.Lambda(can)
     np.testing.assert_allclose(L1 @ L1.T, L2 @ L2.T)
+
+
+SCALAR_CROSSED = [
+    ("y ~ x + (1 | a) + (1 | b)", _crossed),
+    ("y ~ x + f + (1 | a) + (1 | b) + (1 | a:b)", _crossed),
+    ("y ~ x + (1 | a) + (1 | b:a)", _nested),
+]
+
+
+@pytest.mark.parametrize("formula,make", SCALAR_CROSSED)
+@pytest.mark.parametrize("reml", [True, False])
+def test_scalar_terms_pairs_path_and_exact_gradient(formula, make, reml, monkeypatch):
+    """Scalar terms on the precomputed-pairs path: same criterion as the definition; exact gradient."""
+    import mlmhelpers.predictor as predictor
+
+    monkeypatch.setattr(predictor, "_DENSE_CROSS_MAX", 0)  # force the sparse off-diagonal block
+    d, lp, resp = _engine(formula, make(), reml)
+    assert lp._crossproducts(None).pairs is not None and resp.exact_gradient
+    rng = np.random.default_rng(7)
+    thetas = [_random_theta(lp, rng) for _ in range(2)]
+    thetas.append(np.r_[thetas[0][:-1], 0.0])  # a zero variance
+    thetas.append(np.r_[0.0, thetas[1][1:]])
+    for theta in thetas:
+        ref = dense_multi(theta, d.y, d.X, d.terms, reml)
+        sol = resp.pls(theta)
+        assert sol.deviance(reml) == pytest.approx(ref["criterion"], rel=1e-10)
+        np.testing.assert_allclose(sol.b, ref["b"], rtol=1e-8, atol=1e-10)
+        f, grad = resp.objective_and_gradient(theta)
+        assert f == pytest.approx(ref["criterion"], rel=1e-10)
+        # central differences (at a zero θ_i the criterion is even in θ_i: derivative 0)
+        num = np.empty_like(grad)
+        for i in range(theta.size):
+            e = np.zeros(theta.size)
+            e[i] = 1e-6
+            num[i] = (resp.objective(theta + e) - resp.objective(theta - e)) / 2e-6
+        np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("formula,make", SCALAR_CROSSED)
+def test_scalar_terms_exact_gradient_fit_equals_default_fit(formula, make, monkeypatch):
+    import mlmhelpers.predictor as predictor
+
+    data = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = mh.lmer(formula, data)
+        monkeypatch.setattr(predictor, "_DENSE_CROSS_MAX", 0)
+        m = mh.lmer(formula, data)
+    assert m.response.exact_gradient and not ref.response.exact_gradient
+    assert m.reml_criterion == pytest.approx(ref.reml_criterion, rel=1e-9)
+    np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.fixef, ref.fixef, rtol=1e-6, atol=1e-8)
