@@ -15,7 +15,6 @@ run) and compare its glued values at the precision the prose prints.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
@@ -24,6 +23,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from chapter_tools import glued_values
 from scipy import integrate, optimize, special, stats
 
 import mlmhelpers as mh
@@ -46,13 +46,8 @@ def nb():
 
 @pytest.fixture(scope="module")
 def glued(nb) -> dict:
-    out = {}
-    for c in nb.cells:
-        for o in c.get("outputs", []):
-            meta = o.get("metadata", {}).get("scrapbook")
-            if meta:
-                out[meta["name"]] = ast.literal_eval(o["data"][meta["mime_prefix"] + "text/plain"])
-    return out
+    """Every value the notebook glued, parsed from its stored outputs."""
+    return glued_values(nb)
 
 
 def outputs_text(nb) -> str:

@@ -16,7 +16,6 @@ CI never runs R: the pinned JSON is all these tests need.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
@@ -25,6 +24,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from chapter_tools import glued_values, output_of
 from scipy import stats
 
 import mlmhelpers as mh
@@ -45,26 +45,8 @@ def nb():
 @pytest.fixture(scope="module")
 def glued(nb) -> dict:
     """Every value the notebook glued, parsed from its stored outputs."""
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            meta = o.get("metadata", {}).get("scrapbook")
-            if meta:
-                out[meta["name"]] = ast.literal_eval(o["data"][meta["mime_prefix"] + "text/plain"])
-    return out
+    return glued_values(nb)
 
-
-def output_of(nb, snippet: str) -> str:
-    """The stored text output (stream or text/plain) of the one code cell containing snippet."""
-    cells = [c for c in nb.cells if c.cell_type == "code" and snippet in c.source]
-    assert len(cells) == 1, snippet
-    texts = []
-    for o in cells[0].outputs:
-        if o.output_type == "stream":
-            texts.append(o.text)
-        elif "text/plain" in o.get("data", {}):
-            texts.append(o.data["text/plain"])
-    return "\n".join(texts)
 
 
 NUMBER = re.compile(r"-?\d+\.\d+")

@@ -15,7 +15,6 @@ outputs; both are read here, never recomputed by the chapter's own code path alo
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from chapter_tools import glued_values, output_of
 from scipy import optimize, stats
 
 import mlmhelpers as mh
@@ -70,26 +70,9 @@ def nb():
 
 @pytest.fixture(scope="module")
 def glued(nb) -> dict:
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            meta = o.get("metadata", {}).get("scrapbook")
-            if meta:
-                out[meta["name"]] = ast.literal_eval(o["data"][meta["mime_prefix"] + "text/plain"])
-    return out
+    """Every value the notebook glued, parsed from its stored outputs."""
+    return glued_values(nb)
 
-
-def output_of(nb, marker: str) -> str:
-    """Stored text output of the one code cell whose source contains ``marker``."""
-    cells = [c for c in nb.cells if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"{len(cells)} cells contain {marker!r}"
-    texts = []
-    for o in cells[0].outputs:
-        if o.output_type == "stream":
-            texts.append(o.text)
-        elif "text/plain" in o.get("data", {}):
-            texts.append(o["data"]["text/plain"])
-    return "\n".join(texts)
 
 
 def table_of(nb, marker: str) -> pd.DataFrame:

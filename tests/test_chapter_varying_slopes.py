@@ -8,7 +8,6 @@ of the same likelihood), closed forms (centring, rescaling, boundary mixtures) a
 
 from __future__ import annotations
 
-import ast
 import re
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from chapter_tools import glued_values
 from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLMParams
 
@@ -43,14 +43,7 @@ def nb():
 @pytest.fixture(scope="module")
 def glued(nb) -> dict:
     """Every value the notebook glued, parsed from its stored outputs."""
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            meta = o.get("metadata", {}).get("scrapbook")
-            if meta:
-                text = o["data"][meta["mime_prefix"] + "text/plain"]
-                out[meta["name"]] = ast.literal_eval(text)
-    return out
+    return glued_values(nb)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,29 @@
+"""Helpers shared by the chapter tests: the values a chapter glued and the text a cell printed."""
+
+from __future__ import annotations
+
+import ast
+
+
+def glued_values(nb) -> dict:
+    """Every value the notebook glued (``mh.glue``), parsed from its stored outputs."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            meta = o.get("metadata", {}).get("scrapbook")
+            if meta:
+                out[meta["name"]] = ast.literal_eval(o["data"][meta["mime_prefix"] + "text/plain"])
+    return out
+
+
+def output_of(nb, snippet: str) -> str:
+    """The stored text output (stream or text/plain) of the one code cell whose source contains ``snippet``."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and snippet in c.source]
+    assert len(cells) == 1, f"{len(cells)} cells contain {snippet!r}"
+    texts = []
+    for o in cells[0].outputs:
+        if o.output_type == "stream":
+            texts.append(o.text)
+        elif "text/plain" in o.get("data", {}):
+            texts.append(o["data"]["text/plain"])
+    return "\n".join(texts)
