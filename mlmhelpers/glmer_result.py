@@ -12,7 +12,7 @@ from scipy import stats
 
 from .family import Family
 from .formula import new_factor_codes, new_fixed_matrix, new_random_matrix
-from .results import SINGULAR_TOL, LmerSummary, _is_na_re_form
+from .results import SINGULAR_TOL, InformationCriteria, LmerSummary, _is_na_re_form
 from .rprint import abbreviate, format_table, r_format
 
 __all__ = ["GlmerResult", "format_pvalues", "signif_stars"]
@@ -105,7 +105,7 @@ def _pad(cells: list[str]) -> list[str]:
 
 
 @dataclass(eq=False)
-class GlmerResult:
+class GlmerResult(InformationCriteria):
     """A generalized linear mixed model fitted by :func:`mlmhelpers.glmer`.
 
     Names follow lme4 (``fixef``, ``ranef``, ``coef``, ``vcov``,
@@ -330,16 +330,6 @@ class GlmerResult:
         comparable with Laplace fits and with other software.
         """
         return -0.5 * self.opt.fun
-
-    @property
-    def aic(self) -> float:
-        """R's ``AIC(m)``."""
-        return self.opt.fun + 2 * self.npar
-
-    @property
-    def bic(self) -> float:
-        """R's ``BIC(m)``."""
-        return self.opt.fun + np.log(self.nobs) * self.npar
 
     @property
     def deviance(self) -> float:

@@ -67,8 +67,25 @@ def _re_form_factors(re_form, terms: list[RandomEffectsTerm]) -> set[str]:
     return wanted
 
 
+class InformationCriteria:
+    """AIC and BIC from the criterion at the optimum (``opt.fun`` = −2 logLik), ``npar`` and ``nobs``.
+
+    Shared by :class:`LmerResult` and :class:`~mlmhelpers.glmer_result.GlmerResult`.
+    """
+
+    @property
+    def aic(self) -> float:
+        """R's ``AIC(m)``: −2 logLik + 2 × npar."""
+        return self.opt.fun + 2 * self.npar
+
+    @property
+    def bic(self) -> float:
+        """R's ``BIC(m)``: −2 logLik + log(n) × npar."""
+        return self.opt.fun + np.log(self.nobs) * self.npar
+
+
 @dataclass(eq=False)
-class LmerResult:
+class LmerResult(InformationCriteria):
     """A linear mixed model fitted by :func:`mlmhelpers.lmer`.
 
     The attribute and method names follow lme4 (``fixef``, ``ranef``,
@@ -324,16 +341,6 @@ class LmerResult:
     def loglik(self) -> float:
         """Log-likelihood (REML log-likelihood for a REML fit), as R's ``logLik(m)``."""
         return -0.5 * self.opt.fun
-
-    @property
-    def aic(self) -> float:
-        """R's ``AIC(m)``: −2 logLik + 2 × npar."""
-        return self.opt.fun + 2 * self.npar
-
-    @property
-    def bic(self) -> float:
-        """R's ``BIC(m)``: −2 logLik + log(n) × npar."""
-        return self.opt.fun + np.log(self.nobs) * self.npar
 
     @property
     def df_resid(self) -> int:
