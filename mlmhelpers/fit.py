@@ -111,12 +111,19 @@ def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: s
     resp = GaussianResponse(lp, design.y, reml)
     scaled = ScaledTheta(lp)
     if scaled.is_identity:
-        start = lp.theta0 if theta0 is None else np.asarray(theta0, dtype=float)
+        # Large crossed models of scalar terms: Newton's method with the average information,
+        # from moment estimates (see GaussianResponse.objective_gradient_information).
+        newton = resp.has_information
+        if theta0 is not None:
+            start = np.asarray(theta0, dtype=float)
+        else:
+            start = resp.moment_start() if newton else lp.theta0
         opt = optimize_theta(resp.objective, resp.objective_and_gradient, theta0=start, is_diag=lp.is_diag,
                              canonical=lp.canonical, hess_step=1e-5 if resp.exact_gradient else 1e-3,
                              gtol=1e-8 if resp.exact_gradient else 1e-6,
                              search_gradient=None if resp.exact_gradient else
-                             (lambda th: _forward_gradient(resp.objective, th)))
+                             (lambda th: _forward_gradient(resp.objective, th)),
+                             newton=resp.objective_gradient_information if newton else None)
     else:
         # Search in the better-conditioned θ̃ (Λ = T L(θ̃)), report lme4's θ.
         def f(th):

@@ -89,12 +89,72 @@ def _boundary_is_minimum(f, theta: np.ndarray, fun: float, is_diag: np.ndarray):
     return best
 
 
+def _newton_search(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
+                   f: Callable[[np.ndarray], float], theta0: np.ndarray, *, max_iter: int = 50,
+                   tol: float = 1e-9) -> tuple[bool, float, np.ndarray]:
+    """Newton's method in φ = θ² with an approximate Hessian, for an interior optimum.
+
+    ``fgh(θ)`` returns the criterion, its gradient in θ and a positive
+    (semi-)definite approximation of its Hessian in φ. Each step is
+    ``Δφ = −H⁻¹ ∂f/∂φ``, halved until it keeps φ positive and lowers the
+    criterion (objective-only evaluations, cheaper than ``fgh``). Returns
+    ``(converged, f, θ)``: converged when the predicted decrease
+    ``½ gᵀH⁻¹g`` is below ``tol``. It gives up (``converged`` False, the
+    best point so far returned) when a θ heads for zero (a boundary optimum:
+    the caller's bounded search handles those), when ``H`` is not positive
+    definite, or when no step lowers the criterion.
+    """
+    theta = np.asarray(theta0, dtype=float).copy()
+    if np.any(theta <= 0):
+        return False, np.inf, theta
+    fun, g, H = fgh(theta)
+    if not np.isfinite(fun):
+        return False, np.inf, theta
+    scale = max(1.0, float(np.max(theta)))
+    for _ in range(max_iter):
+        phi = theta**2
+        gphi = g / (2.0 * theta)
+        try:
+            c = np.linalg.cholesky(H)
+        except np.linalg.LinAlgError:
+            return False, fun, theta
+        step = -np.linalg.solve(c.T, np.linalg.solve(c, gphi))
+        decrease = -0.5 * float(gphi @ step)
+        if not np.isfinite(decrease):
+            return False, fun, theta
+        if decrease < tol:
+            return True, fun, theta
+        # The full step is tried with fgh itself (near the optimum it is always taken);
+        # shorter steps with the objective alone, then fgh once at the accepted point.
+        t, new = 1.0, None
+        while t >= 1e-6:
+            new_phi = phi + t * step
+            if np.all(new_phi > 0):
+                new_theta = np.sqrt(new_phi)
+                if t == 1.0:
+                    new = fgh(new_theta)
+                    if new[0] <= fun:
+                        break
+                    new = None
+                elif f(new_theta) <= fun:
+                    new = fgh(new_theta)
+                    break
+            t *= 0.5
+        if new is None or not np.isfinite(new[0]):
+            return False, fun, theta
+        (fun, g, H), theta = new, new_theta
+        if np.min(theta) < 1e-3 * scale:  # heading for a zero variance
+            return False, fun, theta
+    return False, fun, theta
+
+
 def optimize_theta(objective: Callable[[np.ndarray], float],
                    objective_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]],
                    *, theta0: np.ndarray, is_diag: np.ndarray,
                    canonical: Callable[[np.ndarray], np.ndarray] | None = None,
                    hess_step: float = 1e-5, gtol: float = 1e-8,
-                   search_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None) -> OptimResult:
+                   search_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
+                   newton: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]] | None = None) -> OptimResult:
     """Minimise an objective over θ (diagonal entries of Λ bounded below by 0).
 
     Parameters
@@ -120,9 +180,21 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
         A cheaper (criterion, gradient) for the L-BFGS-B searches, e.g. a
         forward difference; ``objective_and_gradient`` is still used for the
         convergence check and its Newton step.
+    newton : callable, optional
+        θ → (criterion, gradient in θ, approximate Hessian in φ = θ²), e.g.
+        :meth:`mlmhelpers.response.GaussianResponse.objective_gradient_information`.
+        When given (several parameters, all diagonal), Newton's method in φ
+        runs first (:func:`_newton_search`); the L-BFGS-B search runs only if
+        it does not converge to an interior point, from the best point it
+        reached.
 
     Notes
     -----
+    With ``newton`` (large crossed models of scalar terms), a few Newton
+    steps with the average-information Hessian replace most of the
+    quasi-Newton iterations (each evaluation there factors a large dense
+    block). The answer is then checked exactly as below.
+
     One parameter (a single random intercept or slope): bounded Brent search
     on ``[0, upper]`` with the boundary value 0 tried exactly. Several
     parameters: L-BFGS-B from lme4's start (Λ = I), unconstrained (the
@@ -159,8 +231,14 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
         nfev += 1
         return objective(th)
 
+    # The last gradient evaluations, by θ: the convergence check starts where the search ended.
+    known: dict[bytes, tuple[float, np.ndarray]] = {}
+
     def fg(th):
         nonlocal nfev
+        hit = known.get(np.asarray(th, dtype=float).tobytes())
+        if hit is not None:
+            return hit
         nfev += 1
         return objective_and_gradient(th)
 
@@ -172,6 +250,7 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
     start = np.asarray(theta0, dtype=float)
     candidates: list[tuple[float, np.ndarray]] = []
     used: list[str] = []
+    done = False  # set when Newton's method has found an interior optimum
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if len(start) == 1:
@@ -191,7 +270,21 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
             candidates.append((min(f_zero, f_brent) if f_zero <= f_brent + 1e-12 * abs(f_brent) else f_zero,
                                np.zeros(1)))
             candidates.append((f_brent, np.array([float(res.x)])))
-        else:
+        elif newton is not None and is_diag.all():
+            def fgh(th):
+                nonlocal nfev
+                nfev += 1
+                val = newton(th)
+                known.clear()
+                known[np.asarray(th, dtype=float).tobytes()] = (val[0], val[1])
+                return val
+
+            done, f_n, th_n = _newton_search(fgh, f, start)
+            used.append("Newton (average information)")
+            if np.isfinite(f_n):
+                candidates.append((f_n, canonical(th_n)))
+                start = th_n
+        if len(start) > 1 and not done:
             # The criterion depends on Λ only through ΛΛᵀ, so the search may run
             # unconstrained: bounds would let the optimiser stop on a zero diagonal,
             # where the gradient vanishes by symmetry without being a minimum.

@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.linalg import LinAlgError, cho_solve, cholesky, solve_triangular
+from scipy.linalg import LinAlgError, blas, cho_solve, cholesky, solve_triangular
 
 from .blocks import batched_cholesky, bmm, group_sum, lmul, rmul, solve_lower, solve_upper_t
 from .design import RandomEffectsTerm
 
-__all__ = ["LinearPredictor", "Factorization", "PLSSolution", "LOG2PI"]
+__all__ = ["LinearPredictor", "Factorization", "PLSSolution", "RowOuterProducts", "LOG2PI"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -55,8 +55,17 @@ LOG2PI = float(np.log(2.0 * np.pi))
 #: Largest q1 · qr for which the block between the first term and the others is kept dense.
 _DENSE_CROSS_MAX = 500_000
 
-#: Largest number of row-wise pairs of non-zeros of ``C`` precomputed for scalar terms.
-_PAIRS_MAX = 40_000_000
+#: Largest number of row-wise pairs of non-zeros of ``C`` precomputed for scalar terms
+#: (20 bytes each: 3.2 GB at most; a MovieLens-1M-shaped model has 1.25 × 10⁸).
+_PAIRS_MAX = 160_000_000
+
+#: Pairs built at a time (bounds the temporaries of :meth:`RowOuterProducts.build`).
+_PAIRS_CHUNK = 5_000_000
+
+#: A row of ``C`` with more than this fraction of ``qr`` non-zeros is handled densely (BLAS
+#: ``syrk``) rather than by its pairs: a pair costs about as much as 10 ``qr`` flops of syrk
+#: (measured on a 2-core AMD EPYC with OpenBLAS), so the break-even is near ``qr / 10``.
+_HEAVY_ROW_FRACTION = 0.1
 
 
 def _cholesky_lower(A: np.ndarray) -> np.ndarray:
@@ -143,6 +152,95 @@ class PLSSolution:
 
 
 @dataclass(eq=False)
+class RowOuterProducts:
+    """``Cᵀ diag(d) C`` for a fixed sparse ``C`` (q1 × qr) and any non-negative row weights ``d``.
+
+    Scalar random-effects terms need this matrix at every θ (``d`` changes,
+    ``C = Z_1ᵀ Z_r`` does not). Each row ``i`` of ``C`` contributes
+    ``d_i c_i c_iᵀ``:
+
+    * rows with few non-zeros by their pairs: every pair ``(j, j')`` (``j ≤ j'``)
+      of non-zeros in a row adds ``d_i c_ij c_ij'`` to entry ``(j, j')``; the
+      pattern is built once, so each evaluation is one ``np.bincount``;
+    * rows with many non-zeros (more than ``_HEAVY_ROW_FRACTION · qr``: their
+      pairs would outnumber the flops of a dense product) as a dense block
+      ``C_h``, added as ``syrk(diag(√d_h) C_h)``.
+
+    Attributes
+    ----------
+    idx, w, row : ndarray
+        The light rows' pairs: target entry ``j · qr + j'``, weight
+        ``c_ij c_ij'`` and row ``i``. Listed by ``j``, so that ``bincount``
+        writes one row of the result at a time.
+    heavy : ndarray of int
+        The rows handled densely, and ``dense`` their columns (n_heavy × qr,
+        Fortran order).
+    """
+
+    qr: int
+    idx: np.ndarray
+    w: np.ndarray
+    row: np.ndarray
+    heavy: np.ndarray
+    dense: np.ndarray
+
+    @classmethod
+    def build(cls, C: sp.csr_matrix) -> RowOuterProducts | None:
+        """The structure for ``C``; ``None`` when the light rows have more than ``_PAIRS_MAX`` pairs."""
+        C = C.tocsr()
+        C.sort_indices()
+        q1, qr = C.shape
+        m = np.diff(C.indptr).astype(np.int64)
+        is_heavy = m > max(_HEAVY_ROW_FRACTION * qr, 1.0)
+        heavy = np.flatnonzero(is_heavy)
+        dense = np.asfortranarray(C[heavy].toarray()) if heavy.size else np.zeros((0, qr), order="F")
+        m_light = np.where(is_heavy, 0, m)
+        npairs = int(np.sum(m_light * (m_light + 1) // 2))
+        if npairs > _PAIRS_MAX:
+            return None
+        rowidx = np.repeat(np.arange(q1, dtype=np.int32), m)
+        light_nz = ~is_heavy[rowidx]
+        nz = np.flatnonzero(light_nz)
+        pos_in_row = nz - C.indptr[rowidx[nz]]
+        rep = np.zeros(C.nnz, dtype=np.int64)
+        rep[nz] = m[rowidx[nz]] - pos_in_row  # partners j' at or after j in the same row
+        # Pairs are listed by their first column j (the non-zeros sorted by column: a short
+        # sort), so that bincount's writes stay within one row of the result at a time;
+        # sorting the pairs themselves would cost more than it saves.
+        by_col = nz[np.argsort(C.indices[nz], kind="stable")]
+        idx = np.empty(npairs, dtype=np.int64)
+        w = np.empty(npairs)
+        row = np.empty(npairs, dtype=np.int32)
+        # In chunks of non-zeros, so that the temporaries stay small next to the result.
+        ends = np.cumsum(rep[by_col])
+        bounds = np.searchsorted(ends, np.arange(_PAIRS_CHUNK, npairs, _PAIRS_CHUNK), side="right")
+        out = 0
+        for chunk in np.split(by_col, bounds):
+            rep_c = rep[chunk]
+            first = np.repeat(chunk, rep_c)
+            start = np.cumsum(rep_c) - rep_c
+            second = first + (np.arange(first.size) - np.repeat(start, rep_c))
+            sl = slice(out, out + first.size)
+            np.multiply(C.indices[first].astype(np.int64), qr, out=idx[sl])
+            idx[sl] += C.indices[second]
+            np.multiply(C.data[first], C.data[second], out=w[sl])
+            row[sl] = rowidx[first]
+            out += first.size
+        return cls(qr=qr, idx=idx, w=w, row=row, heavy=heavy, dense=dense)
+
+    def lower(self, d: np.ndarray) -> np.ndarray:
+        """``Cᵀ diag(d) C`` in the lower triangle of a Fortran-ordered (qr, qr) array (upper: zeros)."""
+        qr = self.qr
+        # bincount fills the upper triangle in C order: its transpose is the lower one in F order.
+        M = np.bincount(self.idx, weights=self.w * d[self.row], minlength=qr * qr)
+        M = M.astype(np.float64, copy=False).reshape(qr, qr).T  # (integer when there are no pairs)
+        if self.heavy.size:
+            B = self.dense * np.sqrt(d[self.heavy])[:, None]
+            M += blas.dsyrk(1.0, B, trans=1, lower=1)
+        return M
+
+
+@dataclass(eq=False)
 class _CrossProducts:
     """The weighted cross-products of the design that ``factorize`` needs."""
 
@@ -153,8 +251,8 @@ class _CrossProducts:
     C: sp.csr_matrix | None = None  # (q1, qr) sparse  Z_1ᵀ W Z_r
     Cd: np.ndarray | None = None  # the same, dense, when q1 · qr is small
     ZQr: np.ndarray | None = None  # (qr, p)  Z_rᵀ W Q
-    #: Scalar terms only: ``Cᵀ diag(d) C`` as one ``np.bincount`` (see ``_pairs``).
-    pairs: tuple | None = None
+    #: Scalar terms only: ``Cᵀ diag(d) C`` for any ``d`` (see :class:`RowOuterProducts`).
+    pairs: RowOuterProducts | None = None
 
 
 class LinearPredictor:
@@ -319,40 +417,10 @@ class LinearPredictor:
                 cp.Cd = cp.C.toarray()
             cp.ZQr = np.asarray(Zrw.T @ self.Q)
             if sqrtw is None and cp.Cd is None and all(t.k == 1 for t in self.terms):
-                cp.pairs = self._pairs(cp.C)
+                cp.pairs = RowOuterProducts.build(cp.C)
         if sqrtw is None:
             self._unweighted = cp
         return cp
-
-    @staticmethod
-    def _pairs(C: sp.csr_matrix) -> tuple | None:
-        """Fixed index/weight arrays that give ``Cᵀ diag(d) C`` for any ``d`` with one ``np.bincount``.
-
-        Every pair of non-zeros ``(i, j), (i, j')`` in a row of ``C`` (``j ≤ j'``)
-        contributes ``d_i c_ij c_ij'`` to entry ``(j, j')``; the pattern does not
-        depend on θ, so it is built once. ``None`` when there are too many pairs
-        (memory), in which case the sparse product is used.
-        """
-        C = C.tocsr()
-        C.sort_indices()
-        q1, qr = C.shape
-        m = np.diff(C.indptr).astype(np.int64)
-        npairs = int(np.sum(m * (m + 1) // 2))
-        if npairs > _PAIRS_MAX:
-            return None
-        rowidx = np.repeat(np.arange(q1), m)
-        nnz = C.nnz
-        pos_in_row = np.arange(nnz) - C.indptr[rowidx]
-        rep = m[rowidx] - pos_in_row  # partners j' at or after j in the same row
-        first = np.repeat(np.arange(nnz), rep)
-        start = np.cumsum(rep) - rep
-        second = first + (np.arange(npairs) - np.repeat(start, rep))
-        idx = C.indices[first].astype(np.int64) * qr + C.indices[second]
-        w = C.data[first] * C.data[second]
-        row = rowidx[first]
-        # Sort by target entry: bincount then writes memory in order (much faster for large qr).
-        order = np.argsort(idx, kind="stable")
-        return idx[order], w[order], row[order]
 
     # ------------------------------------------------------------ factorize
     def factorize(self, theta: np.ndarray, sqrtw: np.ndarray | None = None) -> Factorization:
@@ -395,12 +463,8 @@ class LinearPredictor:
                 lr = self._lambda_rest_diag(lams)
                 Lam_r = sp.diags(lr, format="csr")
                 l1 = lam1[0, 0] / L1[:, 0, 0]
-                qr = lr.size
-                idx, pw, prow = cp.pairs
-                l1sq = l1 * l1
-                M = np.bincount(idx, weights=pw * l1sq[prow], minlength=qr * qr).reshape(qr, qr)
-                # M holds the upper triangle (j ≤ j'); the lower Cholesky reads the lower one.
-                Arr = cp.Srr.T - M.T
+                # Fortran order, lower triangle: what LAPACK's Cholesky reads, without a copy.
+                Arr = cp.Srr.T - cp.pairs.lower(l1 * l1)
                 Arr *= lr[:, None]
                 Arr *= lr[None, :]
                 C = cp.C
@@ -547,6 +611,20 @@ class Factorization:
         """Joint PLS: minimise ‖√w ⊙ (y − Xβ − ZΛu)‖² + ‖u‖² over (β, u)."""
         st = self.predictor.response_stats(y, self.sqrtw)
         return self._solve_stats(st, with_beta=True, explicit=True)
+
+    def residual(self, v: np.ndarray) -> np.ndarray:
+        """``P v``: the residual ``v − X β̂_v − Z b̂_v`` of the joint PLS fit to ``v``.
+
+        Unweighted, ``P = V⁻¹ − V⁻¹X(XᵀV⁻¹X)⁻¹XᵀV⁻¹`` with ``V = I + ZΛΛᵀZᵀ``
+        (the REML projection, up to σ²); computed without forming ``V``.
+        """
+        lp = self.predictor
+        st = lp.response_stats(np.asarray(v, dtype=float), self.sqrtw)
+        sol = self._solve_stats(st, with_beta=True, explicit=False)
+        r = st.yr - lp._zb(lp.split_u(sol.b))
+        if lp.p:
+            r = r - lp.Q @ sol.beta_q
+        return r
 
     def solve_u(self, y: np.ndarray) -> PLSSolution:
         """u only (β treated as 0: the caller passes ``y − Xβ − offset``)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import bmm, lmul, rmul, solve_lower, solve_upper_t
+from .blocks import bmm, group_sum, lmul, rmul, solve_lower, solve_upper_t
 from .predictor import LinearPredictor, PLSSolution
 
 __all__ = ["GaussianResponse"]
@@ -129,6 +129,91 @@ class GaussianResponse:
             return float(sol.deviance(self.reml)), self._gradient_scalar_terms(sol)
         return float(sol.deviance(self.reml)), self._gradient_one_term(sol)
 
+    @property
+    def has_information(self) -> bool:
+        """Whether :meth:`objective_gradient_information` applies (several scalar terms, exact gradient)."""
+        lp = self.predictor
+        return len(lp.terms) > 1 and lp._crossproducts(None).pairs is not None
+
+    def objective_gradient_information(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """The criterion, its exact gradient in θ and an approximate Hessian in φ = θ².
+
+        For several scalar terms (``V = I + Σ φ_t Z_t Z_tᵀ`` up to σ², with
+        ``D_t = Z_t Z_tᵀ = ∂V/∂φ_t``), the profiled criterion's second
+        derivatives are
+
+            ∂²d/∂φ_s∂φ_t = −tr(P D_s P D_t) + m (2 yᵀP D_s P D_t P y / r² − c_s c_t / r⁴),
+
+        with ``P`` the REML projection (:meth:`Factorization.residual`),
+        ``r² = yᵀPy`` the penalised residual sum of squares, ``c_t = yᵀP D_t P y``
+        and ``m = n − p`` (REML) or ``n`` (ML). The trace has expectation
+        ``m yᵀP D_s P D_t P y / r²``; replacing it by that (the *average
+        information* of Gilmour, Thompson & Cullis 1995, *Biometrics* 51,
+        1440–1450) leaves only quadratic forms,
+
+            H_st = (m / r²) (w_sᵀ P w_t − c_s c_t / r²),   w_t = D_t P y,
+
+        a positive semi-definite matrix that costs one PLS solve per term with
+        the factor already computed, where the exact Hessian would need the
+        dense inverse again for every pair of terms. It steers the Newton
+        iterations of :func:`mlmhelpers.optimize.optimize_theta`; convergence
+        is judged with the exact gradient.
+        """
+        theta = np.asarray(theta, dtype=float)
+        k = theta.size
+        self.nfev += 1
+        try:
+            sol = self.pls(theta)
+        except np.linalg.LinAlgError:
+            return np.inf, np.full(k, np.nan), np.full((k, k), np.nan)
+        if not sol.pwrss > 0:
+            return np.inf, np.full(k, np.nan), np.full((k, k), np.nan)
+        fun = float(sol.deviance(self.reml))
+        grad = self._gradient_scalar_terms(sol)
+        lp, fac = self.predictor, sol.factor
+        e = fac.residual(self.y)  # P y
+        r2 = float(self.y @ e)
+        W = [t.Z[:, 0] * group_sum(t.codes, t.Z[:, 0] * e, t.nlevels)[t.codes] for t in lp.terms]
+        c = np.array([float(w @ e) for w in W])
+        PW = [fac.residual(w) for w in W]
+        G = np.array([[float(W[a] @ PW[b]) for b in range(k)] for a in range(k)])
+        m = lp.n - lp.p if self.reml else lp.n
+        H = (m / r2) * (0.5 * (G + G.T) - np.outer(c, c) / r2)
+        return fun, grad, H
+
+    def moment_start(self) -> np.ndarray:
+        """A start for θ from one-way analyses of variance, one per term (random intercepts only).
+
+        For each factor, the between- and within-level mean squares of ``y``
+        (residualised on ``X``) give the moment estimate of its variance
+        ``(MSB − MSW) / n₀``; the residual variance is what the total leaves.
+        Crude (each factor is treated as if alone), but close enough that
+        Newton's method needs a few steps where Λ = I needs many more.
+        Falls back to lme4's start (θ = 1) for a term that is not an intercept.
+        """
+        lp = self.predictor
+        yr = self.stats.yr
+        n = lp.n
+        total = float(yr @ yr) / max(n - lp.p, 1)
+        var = np.ones(len(lp.terms))
+        intercepts = np.array([bool(np.all(t.Z[:, 0] == 1.0)) for t in lp.terms])
+        for i, t in enumerate(lp.terms):
+            if not intercepts[i]:
+                continue
+            J = t.nlevels
+            cnt = np.bincount(t.codes, minlength=J).astype(float)
+            sums = np.bincount(t.codes, weights=yr, minlength=J)
+            between = float(np.sum(sums[cnt > 0] ** 2 / cnt[cnt > 0]))
+            within = float(yr @ yr) - between
+            msb = (between - float(yr.sum()) ** 2 / n) / max(J - 1, 1)
+            msw = within / max(n - J, 1)
+            n0 = (n - float(cnt @ cnt) / n) / max(J - 1, 1)
+            var[i] = (msb - msw) / n0 if n0 > 0 else 0.0
+        resid = total - float(np.sum(np.maximum(var[intercepts], 0.0)))
+        resid = max(resid, 0.05 * total)
+        theta = np.sqrt(np.maximum(var, 0.01 * resid) / resid)
+        return np.where(intercepts, theta, 1.0)
+
     def _gradient_scalar_terms(self, sol: PLSSolution) -> np.ndarray:
         """Exact gradient for several scalar terms (``Λ = diag(θ_t I)``), unweighted.
 
@@ -143,27 +228,23 @@ class GaussianResponse:
         """
         from scipy.linalg import cho_solve, lapack, solve_triangular
 
-        from .blocks import group_sum
-
         fac = sol.factor
         lp = self.predictor
         cp = lp._crossproducts(None)
         theta = np.array([lam[0, 0] for lam in fac.Lambdas])
         L1 = fac.L1[:, 0, 0]
         lr = lp._lambda_rest_diag(fac.Lambdas)
-        qr = lr.size
         # A_rr⁻¹ from its Cholesky factor (LAPACK potri fills the lower triangle).
         Ainv, info = lapack.dpotri(fac.Lrr, lower=1)
         if info != 0:
             return np.full(theta.size, np.nan)
-        idx, pw, prow = cp.pairs
         d = (theta[0] / L1**2) ** 2  # diag(L₁⁻¹ Λ₁)² L₁⁻²
-        Hu = np.bincount(idx, weights=pw * d[prow], minlength=qr * qr).reshape(qr, qr)  # upper triangle
-        Hu *= lr[:, None]
-        Hu *= lr[None, :]
-        # tr(A_rr⁻¹ H) reads only the lower triangle of A_rr⁻¹ (potri's output): Huᵀ is lower.
+        # H is zero above the diagonal, so Σ A_rr⁻¹ ∘ H reads only potri's lower triangle.
+        H = cp.pairs.lower(d)
+        H *= lr[:, None]
+        H *= lr[None, :]
         dA = np.diag(Ainv).copy()
-        trH = 2.0 * float(np.einsum("ij,ji->", Ainv, Hu)) - float(dA @ np.diag(Hu))
+        trH = 2.0 * float(np.einsum("ij,ij->", Ainv, H)) - float(dA @ np.diag(H))
         tr = [float(np.sum(1.0 / L1**2)) + trH]
         off = 0
         for t in lp.terms[1:]:

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from dense import brute_force_minimum, dense_multi
+from dense import brute_force_minimum, dense_multi, dense_Z
 from scipy.optimize import approx_fprime
 
 import mlmhelpers as mh
@@ -254,13 +254,56 @@ SCALAR_CROSSED = [
 ]
 
 
+#: RowOuterProducts' split of C's rows: all by pairs, all dense (syrk), and the default mix.
+HEAVY_FRACTIONS = [1e9, 0.0, 0.1]
+
+
+@pytest.mark.parametrize("fraction", HEAVY_FRACTIONS)
+def test_row_outer_products_equal_the_dense_product(fraction, monkeypatch):
+    import scipy.sparse as sp
+
+    import mlmhelpers.predictor as predictor
+
+    monkeypatch.setattr(predictor, "_HEAVY_ROW_FRACTION", fraction)
+    rng = np.random.default_rng(3)
+    q1, qr = 80, 30
+    dense = np.where(rng.random((q1, qr)) < np.linspace(0.02, 0.6, q1)[:, None], rng.integers(1, 4, (q1, qr)), 0)
+    dense[5] = 0  # an empty row
+    C = sp.csr_matrix(dense.astype(float))
+    rop = predictor.RowOuterProducts.build(C)
+    if fraction == 1e9:
+        assert rop.heavy.size == 0
+    elif fraction == 0.0:  # every row with two or more non-zeros is dense: the rest pair with themselves
+        assert rop.heavy.size > 0 and np.array_equal(rop.idx // qr, rop.idx % qr)
+    else:
+        assert 0 < rop.heavy.size < q1 and rop.idx.size > 0
+    for _ in range(3):
+        d = rng.uniform(0, 2, q1)
+        M = rop.lower(d)
+        ref = C.T.toarray() @ np.diag(d) @ C.toarray()
+        np.testing.assert_allclose(np.tril(M), np.tril(ref), rtol=1e-12, atol=1e-12)
+        assert not np.triu(M, 1).any() and M.flags.f_contiguous
+
+
+def test_row_outer_products_refuse_too_many_pairs(monkeypatch):
+    import scipy.sparse as sp
+
+    import mlmhelpers.predictor as predictor
+
+    monkeypatch.setattr(predictor, "_HEAVY_ROW_FRACTION", 1e9)
+    monkeypatch.setattr(predictor, "_PAIRS_MAX", 10)
+    assert predictor.RowOuterProducts.build(sp.csr_matrix(np.ones((3, 4)))) is None  # 3 rows × 10 pairs
+
+
+@pytest.mark.parametrize("fraction", HEAVY_FRACTIONS)
 @pytest.mark.parametrize("formula,make", SCALAR_CROSSED)
 @pytest.mark.parametrize("reml", [True, False])
-def test_scalar_terms_pairs_path_and_exact_gradient(formula, make, reml, monkeypatch):
+def test_scalar_terms_pairs_path_and_exact_gradient(formula, make, reml, fraction, monkeypatch):
     """Scalar terms on the precomputed-pairs path: same criterion as the definition; exact gradient."""
     import mlmhelpers.predictor as predictor
 
     monkeypatch.setattr(predictor, "_DENSE_CROSS_MAX", 0)  # force the sparse off-diagonal block
+    monkeypatch.setattr(predictor, "_HEAVY_ROW_FRACTION", fraction)
     d, lp, resp = _engine(formula, make(), reml)
     assert lp._crossproducts(None).pairs is not None and resp.exact_gradient
     rng = np.random.default_rng(7)
@@ -294,6 +337,65 @@ def test_scalar_terms_exact_gradient_fit_equals_default_fit(formula, make, monke
         monkeypatch.setattr(predictor, "_DENSE_CROSS_MAX", 0)
         m = mh.lmer(formula, data)
     assert m.response.exact_gradient and not ref.response.exact_gradient
+    # The pairs path starts with Newton's method (average information); the last model is
+    # singular (a zero variance), where Newton gives up and the bounded L-BFGS-B search finishes.
+    assert m.opt.optimizers[0] == "Newton (average information)" and m.opt.converged
+    assert ("L-BFGS-B" in m.opt.optimizers) == ref.is_singular
     assert m.reml_criterion == pytest.approx(ref.reml_criterion, rel=1e-9)
     np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(m.fixef, ref.fixef, rtol=1e-6, atol=1e-8)
+
+
+def _dense_projection(lp, theta):
+    """P = V⁻¹ − V⁻¹X(XᵀV⁻¹X)⁻¹XᵀV⁻¹ with V = I + Σ θ_t² Z_t Z_tᵀ, from the definition."""
+    V = np.eye(lp.n)
+    for t, th in zip(lp.terms, theta, strict=True):
+        Z = dense_Z(t.Z, t.codes, t.nlevels)
+        V += th**2 * Z @ Z.T
+    Vi = np.linalg.inv(V)
+    X = lp.X
+    return Vi - Vi @ X @ np.linalg.solve(X.T @ Vi @ X, X.T @ Vi)
+
+
+@pytest.mark.parametrize("formula,make", SCALAR_CROSSED)
+@pytest.mark.parametrize("reml", [True, False])
+def test_residual_and_average_information_equal_their_definitions(formula, make, reml, monkeypatch):
+    import mlmhelpers.predictor as predictor
+
+    monkeypatch.setattr(predictor, "_DENSE_CROSS_MAX", 0)
+    d, lp, resp = _engine(formula, make(), reml)
+    theta = _random_theta(lp, np.random.default_rng(11))
+    P = _dense_projection(lp, theta)
+    v = np.random.default_rng(2).normal(size=lp.n)
+    np.testing.assert_allclose(lp.factorize(theta).residual(v), P @ v, rtol=1e-9, atol=1e-10)
+    f, g, H = resp.objective_gradient_information(theta)
+    f_ref, g_ref = resp.objective_and_gradient(theta)
+    assert f == f_ref and np.array_equal(g, g_ref)
+    # H = (m / r²)(w_sᵀ P w_t − c_s c_t / r²), w_t = Z_t Z_tᵀ P y, c_t = yᵀ P w_t, r² = yᵀ P y.
+    e = P @ d.y
+    r2 = d.y @ e
+    W = [dense_Z(t.Z, t.codes, t.nlevels) @ (dense_Z(t.Z, t.codes, t.nlevels).T @ e) for t in lp.terms]
+    c = np.array([w @ e for w in W])
+    m = lp.n - lp.p if reml else lp.n
+    ref = m / r2 * (np.array([[a @ P @ b for b in W] for a in W]) - np.outer(c, c) / r2)
+    np.testing.assert_allclose(H, ref, rtol=1e-8, atol=1e-10)
+    assert np.linalg.eigvalsh(H).min() > -1e-10 * np.abs(H).max()  # positive semi-definite
+
+
+def test_moment_start_is_near_the_reml_estimate(monkeypatch):
+    """One-way moment estimates start the crossed Newton search close to the optimum."""
+    rng = np.random.default_rng(4)
+    n, na, nb = 6000, 150, 60
+    a, b = rng.integers(0, na, n), rng.integers(0, nb, n)
+    y = 1.0 + rng.normal(0, 0.6, na)[a] + rng.normal(0, 0.9, nb)[b] + rng.normal(0, 1.0, n)
+    data = pd.DataFrame({"y": y, "a": a, "b": b})
+    import mlmhelpers.predictor as predictor
+
+    monkeypatch.setattr(predictor, "_DENSE_CROSS_MAX", 0)  # the large-model path, on a small model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = mh.lmer("y ~ 1 + (1 | a) + (1 | b)", data)
+    assert m.response.has_information
+    start = m.response.moment_start()
+    np.testing.assert_allclose(start, m.theta.to_numpy(), rtol=0.15)
+    assert m.opt.optimizers == ["Newton (average information)"] and m.opt.converged
