@@ -91,7 +91,7 @@ def _boundary_is_minimum(f, theta: np.ndarray, fun: float, is_diag: np.ndarray):
 
 def _newton_search(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
                    f: Callable[[np.ndarray], float], theta0: np.ndarray, *, max_iter: int = 50,
-                   tol: float = 1e-9) -> tuple[bool, float, np.ndarray]:
+                   tol: float = 1e-6) -> tuple[bool, float, np.ndarray]:
     """Newton's method in φ = θ² with an approximate Hessian, for an interior optimum.
 
     ``fgh(θ)`` returns the criterion, its gradient in θ and a positive
@@ -225,14 +225,21 @@ def optimize_theta(objective: Callable[[np.ndarray], float],
             return np.asarray(th, dtype=float)
     bounds = [(0.0, None) if d else (None, None) for d in is_diag]
     nfev = 0
+    # The last evaluation of Newton's method, by θ: the convergence check starts where it ended.
+    known: dict[bytes, tuple[float, np.ndarray]] = {}
+    # Criterion values by θ (the polished optimum is evaluated once, not again for the result).
+    values: dict[bytes, float] = {}
 
     def f(th):
         nonlocal nfev
+        key = np.asarray(th, dtype=float).tobytes()
+        if key in values:
+            return values[key]
+        if key in known:
+            return known[key][0]
         nfev += 1
-        return objective(th)
-
-    # The last gradient evaluations, by θ: the convergence check starts where the search ended.
-    known: dict[bytes, tuple[float, np.ndarray]] = {}
+        values[key] = val = objective(th)
+        return val
 
     def fg(th):
         nonlocal nfev

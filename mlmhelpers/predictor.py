@@ -56,7 +56,8 @@ LOG2PI = float(np.log(2.0 * np.pi))
 _DENSE_CROSS_MAX = 500_000
 
 #: Largest number of row-wise pairs of non-zeros of ``C`` precomputed for scalar terms
-#: (20 bytes each: 3.2 GB at most; a MovieLens-1M-shaped model has 1.25 × 10⁸).
+#: (24 bytes each: 3.8 GB at most; a MovieLens-1M-shaped model has 1.25 × 10⁸ pairs in all,
+#: 0.2 × 10⁸ once its heaviest rows are handled densely).
 _PAIRS_MAX = 160_000_000
 
 #: Pairs built at a time (bounds the temporaries of :meth:`RowOuterProducts.build`).
@@ -198,7 +199,7 @@ class RowOuterProducts:
         npairs = int(np.sum(m_light * (m_light + 1) // 2))
         if npairs > _PAIRS_MAX:
             return None
-        rowidx = np.repeat(np.arange(q1, dtype=np.int32), m)
+        rowidx = np.repeat(np.arange(q1), m)
         light_nz = ~is_heavy[rowidx]
         nz = np.flatnonzero(light_nz)
         pos_in_row = nz - C.indptr[rowidx[nz]]
@@ -210,7 +211,7 @@ class RowOuterProducts:
         by_col = nz[np.argsort(C.indices[nz], kind="stable")]
         idx = np.empty(npairs, dtype=np.int64)
         w = np.empty(npairs)
-        row = np.empty(npairs, dtype=np.int32)
+        row = np.empty(npairs, dtype=np.intp)  # (a narrower index makes every gather convert it)
         # In chunks of non-zeros, so that the temporaries stay small next to the result.
         ends = np.cumsum(rep[by_col])
         bounds = np.searchsorted(ends, np.arange(_PAIRS_CHUNK, npairs, _PAIRS_CHUNK), side="right")
