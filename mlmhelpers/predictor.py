@@ -423,8 +423,8 @@ class LinearPredictor:
         ``C = Z_1ᵀ W Z_r`` (dense); ``L_rr`` the Cholesky factor of
         ``diag(λ_r) Z_rᵀWZ_r diag(λ_r) + I − GᵀG``. Cross-products by
         ``np.bincount`` over the fixed indices of :meth:`_weighted_scalar`;
-        the small triangular solves call LAPACK directly (scipy's wrapper
-        costs more than the solve, and OpenBLAS may thread a tiny ``trsm``).
+        LAPACK is called directly for the small factorizations (scipy's
+        wrappers cost more than the work).
         """
         w = sqrtw * sqrtw
         p = self.p
@@ -461,7 +461,10 @@ class LinearPredictor:
                 raise np.linalg.LinAlgError("matrix not positive definite")
             Lam_r = np.diag(lr)  # dense like Arr (qr is small here); a sparse diagonal costs more to build
             if p:
-                RZXr, info = _lapack.dtrtrs(Lrr, lr[:, None] * ZQr - G.T @ RZX1f, lower=1)
+                # L_rr⁻¹ by LAPACK's unblocked trtri and a product: OpenBLAS threads even a tiny
+                # trsm, which on a busy machine costs a hundred times the solve (L_rr ≥ I: stable).
+                Lrr_inv, info = _lapack.dtrtri(Lrr, lower=1)
+                RZXr = Lrr_inv @ (lr[:, None] * ZQr - G.T @ RZX1f)
                 schur -= RZXr.T @ RZXr
             else:
                 RZXr = np.zeros((qr, 0))
