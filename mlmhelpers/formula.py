@@ -11,6 +11,7 @@ accepted as a synonym of ``C(x)`` and columns are named the way R names them
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -429,8 +430,15 @@ class DesignMatrices:
 
 
 def _required_variables(expr: str) -> set[str]:
+    return set(_required_variables_cached(expr))
+
+
+@functools.lru_cache(maxsize=512)
+def _required_variables_cached(expr: str) -> frozenset[str]:
+    """The variables an expression uses: a pure function of the string, memoised (formulaic's
+    parser costs about a millisecond a call, and every fit asks for the same few expressions)."""
     try:
-        return set(Formula(_to_formulaic(expr)).required_variables)
+        return frozenset(Formula(_to_formulaic(expr)).required_variables)
     except FormulaicError as exc:  # pragma: no cover - message passthrough
         raise ValueError(f"Malformed formula term {expr!r}: {exc}") from None
 

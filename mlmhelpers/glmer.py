@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 
@@ -106,11 +107,17 @@ def _arith_eval(node, frame: pd.DataFrame):
 
 
 def _required(expr: str) -> set[str]:
+    return set(_required_cached(expr))
+
+
+@functools.lru_cache(maxsize=512)
+def _required_cached(expr: str) -> frozenset[str]:
+    """The columns an R expression uses (a pure function of the string, memoised)."""
     tree = _arith(expr)
     if tree is not None:
-        return _arith_names(tree)
+        return frozenset(_arith_names(tree))
     try:
-        return set(Formula(f"I({expr})").required_variables)
+        return frozenset(Formula(f"I({expr})").required_variables)
     except FormulaicError as exc:
         raise ValueError(f"Malformed expression {expr!r} in the formula: {exc}") from None
 
@@ -350,12 +357,38 @@ class GlmerModel:
         # a start for stage 2: lme4's PIRLS tolerance; the answer itself when nAGQ = 0
         tol, step_tol = (1e-12, 1e-9) if self.nAGQ == 0 else (1e-8, 1e-5)
         try:
-            fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._u, u_only=False, tol=tol,
-                        step_tol=step_tol)
+            fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._rescaled_u(theta), u_only=False,
+                        tol=tol, step_tol=step_tol)
         except (PIRLSError, np.linalg.LinAlgError):
             return np.inf
         self._beta, self._u = fit.beta, fit.u
+        self._u_at = (np.array(theta, dtype=float), fit.state.sqrtw)
         return laplace_deviance(self.resp, fit)
+
+    def _rescaled_u(self, theta: np.ndarray) -> np.ndarray:
+        """The last modes carried to a new θ (scalar terms): a better PIRLS start for stage 1's long moves.
+
+        For level j of a scalar term with ``S_j = Σ wᵢzᵢ²`` at the last modes (θ₀), the
+        modes change with θ as ``d log u_j / d log θ = (1 − θ₀²S_j) / (1 + θ₀²S_j)``
+        (from the PIRLS equations: ``b = θu`` is nearly constant for well-informed levels,
+        ``u`` nearly proportional to θ for poorly informed ones); ``u_j`` is moved along
+        that power law. Only the start changes: PIRLS converges to the same modes.
+        """
+        prev = getattr(self, "_u_at", None)
+        terms = self.pred.terms
+        if prev is None or not all(t.k == 1 for t in terms):
+            return self._u
+        theta0, sqrtw = prev
+        theta = np.asarray(theta, dtype=float)
+        if np.any(theta <= 0) or np.any(theta0 <= 0) or np.array_equal(theta, theta0):
+            return self._u
+        w = sqrtw * sqrtw
+        u = self._u.copy()
+        for t, sl, th0, th in zip(terms, self.pred.u_slices, theta0, theta, strict=True):
+            S = np.bincount(t.codes, weights=w * t.Z[:, 0] ** 2, minlength=t.nlevels)
+            a = (1.0 - th0 * th0 * S) / (1.0 + th0 * th0 * S)
+            u[sl] = u[sl] * (th / th0) ** a
+        return u
 
     # -- stage 2: (θ, β); u by PIRLS; Laplace or AGQ
     def fit_at(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None):
