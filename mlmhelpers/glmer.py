@@ -111,6 +111,15 @@ def _required(expr: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=512)
+def _term_variables(expr: str) -> frozenset[str]:
+    """The columns a formula term uses (a pure function of the string, memoised)."""
+    try:
+        return frozenset(Formula(re.sub(r"(?<![\w.])factor\(", "C(", expr)).required_variables)
+    except FormulaicError as exc:
+        raise ValueError(f"Malformed formula term {expr!r}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=512)
 def _required_cached(expr: str) -> frozenset[str]:
     """The columns an R expression uses (a pure function of the string, memoised)."""
     tree = _arith(expr)
@@ -224,10 +233,7 @@ def model_frame(formula: str, data: pd.DataFrame, family: Family, weights=None, 
     for e in resp_exprs + offset_terms:
         needed |= _required(e)
     for e in [parsed.fixed] + [t.expr for t in parsed.random]:
-        try:
-            needed |= set(Formula(re.sub(r"(?<![\w.])factor\(", "C(", e)).required_variables)
-        except FormulaicError as exc:
-            raise ValueError(f"Malformed formula term {e!r}: {exc}") from None
+        needed |= _term_variables(e)
     needed |= {c for t in parsed.random for _, cols in t.factors() for c in cols}  # a/b, a:b, `a b`
     missing = sorted(v for v in needed if v not in data.columns)
     if missing:
@@ -239,7 +245,7 @@ def model_frame(formula: str, data: pd.DataFrame, family: Family, weights=None, 
     if offset is not None:
         extra["(offset)"] = _as_vector(offset, data, "offset")
     used = sorted(needed)
-    frame = pd.concat([data.loc[:, used], extra], axis=1)
+    frame = pd.concat([data.loc[:, used], extra], axis=1) if len(extra.columns) else data.loc[:, used]
     incomplete = frame.isna().any(axis=1).to_numpy()
     n_dropped = int(incomplete.sum())
     if n_dropped == len(frame):
@@ -349,6 +355,7 @@ class GlmerModel:
         self.is_diag = np.asarray(pred.is_diag, dtype=bool)
         self._beta = np.zeros(self.p)
         self._u = np.zeros(pred.q)
+        self._u_at = None  # (θ, √w) of the last stage-1 modes, for _rescaled_u
         self.nfev = 0
 
     # -- stage 1: θ only; β and u by PIRLS (lme4's nAGQ = 0 deviance)
@@ -374,7 +381,7 @@ class GlmerModel:
         ``u`` nearly proportional to θ for poorly informed ones); ``u_j`` is moved along
         that power law. Only the start changes: PIRLS converges to the same modes.
         """
-        prev = getattr(self, "_u_at", None)
+        prev = self._u_at
         terms = self.pred.terms
         if prev is None or not all(t.k == 1 for t in terms):
             return self._u
@@ -621,13 +628,14 @@ def glm_start(X: np.ndarray, resp: GLMResponse, maxit: int = 50) -> np.ndarray:
     eta = resp.start_eta()
     beta = np.zeros(X.shape[1])
     dev_old = np.inf
+    st = resp.update(eta)
     for _ in range(maxit):
-        st = resp.update(eta)
         z = eta - resp.offset + st.wres
         Xw = X * st.sqrtw[:, None]
         beta_new, *_ = np.linalg.lstsq(Xw, st.sqrtw * z, rcond=None)
         eta = resp.offset + X @ beta_new
-        dev = resp.update(eta).dev
+        st = resp.update(eta)  # the deviance here, and the next iteration's weights
+        dev = st.dev
         if not np.isfinite(dev):
             break
         beta = beta_new
