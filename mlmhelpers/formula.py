@@ -452,12 +452,19 @@ def _check_columns(data: pd.DataFrame, names: set[str], where: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=512)
+def _parsed(expr: str) -> Formula:
+    """formulaic's parsed formula for an R expression, memoised (parsing costs about as much
+    as building a small model matrix; a Formula is not modified by building matrices from it)."""
+    return Formula(_to_formulaic(expr))
+
+
 def _matrix(expr: str, data: pd.DataFrame, where: str):
     try:
         with warnings.catch_warnings():
             # NumPy's "invalid value encountered in log": the rows are reported below instead.
             warnings.simplefilter("ignore", RuntimeWarning)
-            return model_matrix(_to_formulaic(expr), data, na_action="raise")
+            return model_matrix(_parsed(expr), data, na_action="raise")
     except (FormulaicError, ValueError) as exc:
         if "null values after evaluation" in str(exc):
             _raise_undefined_transform(expr, data, where)
