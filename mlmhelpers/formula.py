@@ -11,6 +11,7 @@ accepted as a synonym of ``C(x)`` and columns are named the way R names them
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -429,8 +430,15 @@ class DesignMatrices:
 
 
 def _required_variables(expr: str) -> set[str]:
+    return set(_required_variables_cached(expr))
+
+
+@functools.lru_cache(maxsize=512)
+def _required_variables_cached(expr: str) -> frozenset[str]:
+    """The variables an expression uses: a pure function of the string, memoised (formulaic's
+    parser costs about a millisecond a call, and every fit asks for the same few expressions)."""
     try:
-        return set(Formula(_to_formulaic(expr)).required_variables)
+        return frozenset(Formula(_to_formulaic(expr)).required_variables)
     except FormulaicError as exc:  # pragma: no cover - message passthrough
         raise ValueError(f"Malformed formula term {expr!r}: {exc}") from None
 
@@ -444,12 +452,19 @@ def _check_columns(data: pd.DataFrame, names: set[str], where: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=512)
+def _parsed(expr: str) -> Formula:
+    """formulaic's parsed formula for an R expression, memoised (parsing costs about as much
+    as building a small model matrix; a Formula is not modified by building matrices from it)."""
+    return Formula(_to_formulaic(expr))
+
+
 def _matrix(expr: str, data: pd.DataFrame, where: str):
     try:
         with warnings.catch_warnings():
             # NumPy's "invalid value encountered in log": the rows are reported below instead.
             warnings.simplefilter("ignore", RuntimeWarning)
-            return model_matrix(_to_formulaic(expr), data, na_action="raise")
+            return model_matrix(_parsed(expr), data, na_action="raise")
     except (FormulaicError, ValueError) as exc:
         if "null values after evaluation" in str(exc):
             _raise_undefined_transform(expr, data, where)

@@ -77,7 +77,7 @@ class GLMResponse:
         mu, mu_eta = fam.linkinv_and_mu_eta(eta)
         sqrtw = mu_eta * np.sqrt(self.pw / fam.variance(mu))
         wres = (self.y - mu) / mu_eta  # working residual
-        devres = self._2pw * (self._k_sat - fam.kernel(self.y, mu))  # = fam.dev_resids(y, mu, pw)
+        devres = self._2pw * (self._k_sat - fam.kernel_inside(self.y, mu))  # = fam.dev_resids(y, mu, pw)
         return ResponseState(eta=eta, mu=mu, sqrtw=sqrtw, wres=wres, devres=devres)
 
     def aic_terms(self, mu: np.ndarray) -> np.ndarray:
@@ -95,7 +95,12 @@ class ResponseState:
 
     @property
     def dev(self) -> float:
-        return float(np.sum(self.devres))
+        return float(self.devres.sum())
+
+
+def _amax(v: np.ndarray) -> float:
+    """max |vᵢ| (0 for an empty vector), without ``np.max``'s Python-level overhead."""
+    return float(np.abs(v).max()) if v.size else 0.0
 
 
 class PIRLSResult:
@@ -241,7 +246,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
                 new_beta, new_u = sol.beta, sol.u
         d_beta, d_u = new_beta - beta, new_u - u
         if term is None and it > 1 and last_change <= tol * (abs(pdev) + 0.1):
-            proposed = max(np.max(np.abs(d_u), initial=0.0), np.max(np.abs(d_beta), initial=0.0))
+            proposed = max(_amax(d_u), _amax(d_beta))
             if proposed < 0.1 * step_tol:
                 # Converged before this step: the factorization just made is at the modes'
                 # weights (to 1e-10), so it gives log|L|² without another factorization.
@@ -265,8 +270,8 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
             )
         change = last_change = pdev - pd_try
         beta, u, state, pdev = b_try, u_try, st, pd_try
-        moved = step * (np.max(np.abs(d_u), initial=0.0) if u_only else
-                        max(np.max(np.abs(d_u), initial=0.0), np.max(np.abs(d_beta), initial=0.0)))
+        moved = step * (_amax(d_u) if u_only else
+                        max(_amax(d_u), _amax(d_beta)))
         # Both the penalised deviance and the modes must settle: log|L|² (in the Laplace
         # deviance) depends on the modes to first order, so a slowly converging PIRLS
         # (non-canonical links: Fisher scoring) must not stop on a small decrease alone.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 
@@ -106,11 +107,26 @@ def _arith_eval(node, frame: pd.DataFrame):
 
 
 def _required(expr: str) -> set[str]:
+    return set(_required_cached(expr))
+
+
+@functools.lru_cache(maxsize=512)
+def _term_variables(expr: str) -> frozenset[str]:
+    """The columns a formula term uses (a pure function of the string, memoised)."""
+    try:
+        return frozenset(Formula(re.sub(r"(?<![\w.])factor\(", "C(", expr)).required_variables)
+    except FormulaicError as exc:
+        raise ValueError(f"Malformed formula term {expr!r}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=512)
+def _required_cached(expr: str) -> frozenset[str]:
+    """The columns an R expression uses (a pure function of the string, memoised)."""
     tree = _arith(expr)
     if tree is not None:
-        return _arith_names(tree)
+        return frozenset(_arith_names(tree))
     try:
-        return set(Formula(f"I({expr})").required_variables)
+        return frozenset(Formula(f"I({expr})").required_variables)
     except FormulaicError as exc:
         raise ValueError(f"Malformed expression {expr!r} in the formula: {exc}") from None
 
@@ -217,10 +233,7 @@ def model_frame(formula: str, data: pd.DataFrame, family: Family, weights=None, 
     for e in resp_exprs + offset_terms:
         needed |= _required(e)
     for e in [parsed.fixed] + [t.expr for t in parsed.random]:
-        try:
-            needed |= set(Formula(re.sub(r"(?<![\w.])factor\(", "C(", e)).required_variables)
-        except FormulaicError as exc:
-            raise ValueError(f"Malformed formula term {e!r}: {exc}") from None
+        needed |= _term_variables(e)
     needed |= {c for t in parsed.random for _, cols in t.factors() for c in cols}  # a/b, a:b, `a b`
     missing = sorted(v for v in needed if v not in data.columns)
     if missing:
@@ -232,7 +245,7 @@ def model_frame(formula: str, data: pd.DataFrame, family: Family, weights=None, 
     if offset is not None:
         extra["(offset)"] = _as_vector(offset, data, "offset")
     used = sorted(needed)
-    frame = pd.concat([data.loc[:, used], extra], axis=1)
+    frame = pd.concat([data.loc[:, used], extra], axis=1) if len(extra.columns) else data.loc[:, used]
     incomplete = frame.isna().any(axis=1).to_numpy()
     n_dropped = int(incomplete.sum())
     if n_dropped == len(frame):
@@ -342,6 +355,7 @@ class GlmerModel:
         self.is_diag = np.asarray(pred.is_diag, dtype=bool)
         self._beta = np.zeros(self.p)
         self._u = np.zeros(pred.q)
+        self._u_at = None  # (θ, √w) of the last stage-1 modes, for _rescaled_u
         self.nfev = 0
 
     # -- stage 1: θ only; β and u by PIRLS (lme4's nAGQ = 0 deviance)
@@ -350,12 +364,38 @@ class GlmerModel:
         # a start for stage 2: lme4's PIRLS tolerance; the answer itself when nAGQ = 0
         tol, step_tol = (1e-12, 1e-9) if self.nAGQ == 0 else (1e-8, 1e-5)
         try:
-            fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._u, u_only=False, tol=tol,
-                        step_tol=step_tol)
+            fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._rescaled_u(theta), u_only=False,
+                        tol=tol, step_tol=step_tol)
         except (PIRLSError, np.linalg.LinAlgError):
             return np.inf
         self._beta, self._u = fit.beta, fit.u
+        self._u_at = (np.array(theta, dtype=float), fit.state.sqrtw)
         return laplace_deviance(self.resp, fit)
+
+    def _rescaled_u(self, theta: np.ndarray) -> np.ndarray:
+        """The last modes carried to a new θ (scalar terms): a better PIRLS start for stage 1's long moves.
+
+        For level j of a scalar term with ``S_j = Σ wᵢzᵢ²`` at the last modes (θ₀), the
+        modes change with θ as ``d log u_j / d log θ = (1 − θ₀²S_j) / (1 + θ₀²S_j)``
+        (from the PIRLS equations: ``b = θu`` is nearly constant for well-informed levels,
+        ``u`` nearly proportional to θ for poorly informed ones); ``u_j`` is moved along
+        that power law. Only the start changes: PIRLS converges to the same modes.
+        """
+        prev = self._u_at
+        terms = self.pred.terms
+        if prev is None or not all(t.k == 1 for t in terms):
+            return self._u
+        theta0, sqrtw = prev
+        theta = np.asarray(theta, dtype=float)
+        if np.any(theta <= 0) or np.any(theta0 <= 0) or np.array_equal(theta, theta0):
+            return self._u
+        w = sqrtw * sqrtw
+        u = self._u.copy()
+        for t, sl, th0, th in zip(terms, self.pred.u_slices, theta0, theta, strict=True):
+            S = np.bincount(t.codes, weights=w * t.Z[:, 0] ** 2, minlength=t.nlevels)
+            a = (1.0 - th0 * th0 * S) / (1.0 + th0 * th0 * S)
+            u[sl] = u[sl] * (th / th0) ** a
+        return u
 
     # -- stage 2: (θ, β); u by PIRLS; Laplace or AGQ
     def fit_at(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None):
@@ -367,43 +407,60 @@ class GlmerModel:
         return laplace_deviance(self.resp, fit)
 
     def deviance_stage2(self, x: np.ndarray) -> float:
+        return self.deviance_stage2_u(x, None)[0]
+
+    def deviance_stage2_u(self, x: np.ndarray, u0: np.ndarray | None) -> tuple[float, np.ndarray | None]:
+        """The deviance at ``x = (θ, β)`` and the conditional modes, PIRLS started from ``u0``
+        (None: the last modes found); ``(inf, None)`` where PIRLS fails."""
         self.nfev += 1
         theta, beta = x[:self.n_theta], x[self.n_theta:]
         try:
-            fit = self.fit_at(theta, beta)
+            fit = self.fit_at(theta, beta, u0)
         except (PIRLSError, np.linalg.LinAlgError):
-            return np.inf
+            return np.inf, None
         self._u = fit.u
-        return self.deviance_of(fit)
+        return self.deviance_of(fit), fit.u
 
 
-def _fd_grad_hess(f, x: np.ndarray, h: np.ndarray, f0: float, diag=None) -> tuple[np.ndarray, np.ndarray]:
+def _fd_grad_hess(f, x: np.ndarray, h: np.ndarray, f0: float, diag=None, u0=None) -> tuple[np.ndarray, np.ndarray]:
     """Central finite-difference gradient and Hessian, step ``h`` (lme4's ``deriv12`` uses 1e-4).
 
     The diagonal from ``f(x ± hᵢeᵢ)``; each off-diagonal entry from the two
     further points ``x ± (hᵢeᵢ + hⱼeⱼ)``:
     ``Hᵢⱼ = [f(x+hᵢeᵢ+hⱼeⱼ) + f(x−hᵢeᵢ−hⱼeⱼ) − f(x±hᵢeᵢ) − f(x±hⱼeⱼ) + 2f(x)] / (2hᵢhⱼ)``,
     accurate to O(h²) like the four-point formula, with half its
-    evaluations: d(d + 1) in all. ``diag = (g, hd, fp, fm)`` from
+    evaluations: d(d + 1) in all. ``diag = (g, hd, fp, fm, up, um)`` from
     :func:`_central_gradient` at the same point and step saves the 2d
     evaluations along the axes.
+
+    ``f(x, start)`` returns the value and the conditional modes found from
+    ``start`` (see :func:`_central_gradient`); ``u0`` are the modes at ``x``.
+    The modes at ``x ± (hᵢeᵢ + hⱼeⱼ)`` start from the linear prediction
+    ``u(x ± hᵢeᵢ) + u(x ± hⱼeⱼ) − u(x)``, accurate to O(h²).
     """
     d = len(x)
     H = np.empty((d, d))
-    if diag is not None:
-        g, hd, fp, fm = diag
-        g = g.copy()
-        H[np.diag_indices(d)] = hd
-    else:
-        g, hd, fp, fm = _central_gradient(f, x, h[0], f0)
-        H[np.diag_indices(d)] = hd
+    if diag is None:
+        diag = _central_gradient(f, x, h[0], f0, u0)
+    g, hd, fp, fm, up, um = diag
+    g = g.copy()
+    H[np.diag_indices(d)] = hd
     for i in range(d):
         for j in range(i):
             e = np.zeros(d)
             e[i], e[j] = h[i], h[j]
-            v = (f(x + e) + f(x - e) - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0) / (2 * h[i] * h[j])
+            fpp = f(x + e, _predict(up[i], up[j], u0))[0]
+            fmm = f(x - e, _predict(um[i], um[j], u0))[0]
+            v = (fpp + fmm - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0) / (2 * h[i] * h[j])
             H[i, j] = H[j, i] = v
     return g, H
+
+
+def _predict(ua, ub, u0):
+    """``ua + ub − u0`` (a linear prediction of the modes), or ``u0`` when one is missing."""
+    if u0 is None or ua is None or ub is None:
+        return u0
+    return ua + ub - u0
 
 
 @dataclass
@@ -418,17 +475,38 @@ class GlmerOptim:
     max_grad: float
 
 
-def _central_gradient(f, x: np.ndarray, h: float, f0: float):
-    """Central-difference gradient, the Hessian's diagonal and the values ``f(x ± h eᵢ)`` (2d evaluations)."""
+def _central_gradient(f, x: np.ndarray, h: float, f0: float, u0=None, D=None):
+    """Central-difference gradient, the Hessian's diagonal and the values ``f(x ± h eᵢ)`` (2d evaluations).
+
+    ``f(x, start)`` returns ``(value, u)``: the deviance and the conditional
+    modes PIRLS found starting from ``start`` (None: the last ones). ``x + heᵢ``
+    starts from the modes ``u0`` at ``x``, moved by ``h Dᵢ`` when ``D``
+    (the modes' derivatives, :func:`_mode_slopes`, at a nearby point) is
+    given; ``x − heᵢ`` from the extrapolation ``2u0 − u(x + heᵢ)``, accurate
+    to O(h²). Better starts save PIRLS iterations, not accuracy: PIRLS
+    iterates to the same convergence criterion from any start.
+    Also returns the modes at ``x ± heᵢ`` (for the Hessian's starts).
+    """
     d = len(x)
     g, hd, fp, fm = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+    up, um = [None] * d, [None] * d
     for i in range(d):
         e = np.zeros(d)
         e[i] = h
-        fp[i], fm[i] = f(x + e), f(x - e)
+        fp[i], up[i] = f(x + e, u0 if u0 is None or D is None else u0 + h * D[:, i])
+        fm[i], um[i] = f(x - e, u0 if u0 is None or up[i] is None else 2.0 * u0 - up[i])
         g[i] = (fp[i] - fm[i]) / (2 * h)
         hd[i] = (fp[i] - 2 * f0 + fm[i]) / h ** 2
-    return g, hd, fp, fm
+    return g, hd, fp, fm, up, um
+
+
+def _mode_slopes(diag, h: float):
+    """The derivatives of the conditional modes along each axis, ``(u(x + heᵢ) − u(x − heᵢ)) / 2h``
+    from :func:`_central_gradient`'s output (None if an evaluation failed)."""
+    up, um = diag[4], diag[5]
+    if any(v is None for v in up) or any(v is None for v in um):
+        return None
+    return (np.column_stack(up) - np.column_stack(um)) / (2.0 * h)
 
 
 def _newton_step(g: np.ndarray, H: np.ndarray, free: np.ndarray) -> np.ndarray:
@@ -483,18 +561,19 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
     except np.linalg.LinAlgError:
         B_beta = np.eye(model.p)
     # Stage 2 ------------------------------------------------------------------
-    f2 = model.deviance_stage2
+    f2 = model.deviance_stage2_u
     x = np.concatenate([theta1, beta1])
     d = len(x)
     lower = np.concatenate([np.where(is_diag, 0.0, -np.inf), np.full(model.p, -np.inf)])
     h = 1e-4
-    fx = f2(x)
+    fx, ux = f2(x, None)
     if not np.isfinite(fx):
         raise PIRLSError("PIRLS failed at the starting values of the second optimisation stage.")
     converged, message, H = False, "", None
     with np.errstate(all="ignore"):
-        diag_cache = _central_gradient(f2, x, h, fx)
+        diag_cache = _central_gradient(f2, x, h, fx, ux)
         g, hd = diag_cache[:2]
+        D = _mode_slopes(diag_cache, h)
         B = np.zeros((d, d))
         B[:k, :k] = np.diag(np.where(hd[:k] > 0, hd[:k], 1.0))
         B[k:, k:] = B_beta
@@ -511,35 +590,34 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
                 t, accepted = 1.0, False
                 for _ls in range(40):
                     x_new = np.maximum(x + t * step, lower)
-                    f_new = f2(x_new)
+                    f_new, u_new = f2(x_new, ux if D is None else ux + D @ (x_new - x))
                     if np.isfinite(f_new) and f_new < fx:
                         accepted = True
                         break
                     t *= 0.5
                 if not accepted:
-                    f2(x)  # warm start back at x
                     break
-                diag_cache = _central_gradient(f2, x_new, h, f_new)
+                diag_cache = _central_gradient(f2, x_new, h, f_new, u_new, D)
                 g_new = diag_cache[0]
+                D = _mode_slopes(diag_cache, h)
                 s_, y_ = x_new - x, g_new - g
                 if s_ @ y_ > 1e-12 * np.linalg.norm(s_) * np.linalg.norm(y_):
                     Bs = B @ s_
                     B = B - np.outer(Bs, Bs) / (s_ @ Bs) + np.outer(y_, y_) / (s_ @ y_)
-                x, fx, g = x_new, f_new, g_new
+                x, fx, g, ux = x_new, f_new, g_new, u_new
             # the Hessian at this point (for vcov, and to check and polish the optimum)
-            f2(x)
-            g, H = _fd_grad_hess(f2, x, np.full(d, h), fx, diag=diag_cache)
-            f2(x)
+            g, H = _fd_grad_hess(f2, x, np.full(d, h), fx, diag=diag_cache, u0=ux)
             free = ~((x <= lower + 1e-12) & (g > 0))
             step = _newton_step(g, H, free)
             if float(-g @ step) < 1e-10 * (abs(fx) + 1.0):
                 converged = True
                 break
             B = H
-            diag_cache = _central_gradient(f2, x, h, fx)
+            diag_cache = _central_gradient(f2, x, h, fx, ux, D)
             g = diag_cache[0]
         else:
             message = "the Newton decrement did not fall below 1e-10 (relative)"
+    model._u = ux  # the modes at the optimum: the warm start of any later evaluation
     max_grad = float(np.max(np.abs(g[~((x <= lower + 1e-12) & (g > 0))]), initial=0.0))
     return GlmerOptim(theta=x[:k].copy(), beta=x[k:].copy(), fun=fx, hessian=H, converged=converged,
                       message=message, nfev=model.nfev, max_grad=max_grad)
@@ -550,13 +628,14 @@ def glm_start(X: np.ndarray, resp: GLMResponse, maxit: int = 50) -> np.ndarray:
     eta = resp.start_eta()
     beta = np.zeros(X.shape[1])
     dev_old = np.inf
+    st = resp.update(eta)
     for _ in range(maxit):
-        st = resp.update(eta)
         z = eta - resp.offset + st.wres
         Xw = X * st.sqrtw[:, None]
         beta_new, *_ = np.linalg.lstsq(Xw, st.sqrtw * z, rcond=None)
         eta = resp.offset + X @ beta_new
-        dev = resp.update(eta).dev
+        st = resp.update(eta)  # the deviance here, and the next iteration's weights
+        dev = st.dev
         if not np.isfinite(dev):
             break
         beta = beta_new

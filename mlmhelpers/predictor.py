@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.linalg import LinAlgError, blas, cho_solve, cholesky, solve_triangular
+from scipy.linalg import lapack as _lapack
 
 from .blocks import batched_cholesky, bmm, group_sum, lmul, rmul, solve_lower, solve_upper_t
 from .design import RandomEffectsTerm
@@ -256,6 +257,24 @@ class _CrossProducts:
     pairs: RowOuterProducts | None = None
 
 
+@dataclass(eq=False)
+class _WeightedScalar:
+    """Fixed indices for the weighted cross-products of scalar terms (see ``_weighted_scalar``)."""
+
+    q1: int
+    qr: int
+    c1: np.ndarray  # (n,) level of term 1
+    z1: np.ndarray  # (n,) term 1's column
+    idx_q1: np.ndarray  # (n·p,) entry of Z_1ᵀWQ (q1 × p) for each row and column of Q
+    gr: np.ndarray | None = None  # (n·(K−1),) index among the qr effects of terms 2..K, term by term
+    zr: np.ndarray | None = None  # their columns
+    idx_c: np.ndarray | None = None  # entry of C = Z_1ᵀWZ_r (q1 × qr)
+    z_c: np.ndarray | None = None
+    idx_s: np.ndarray | None = None  # entry of Z_rᵀWZ_r (qr × qr), all ordered pairs of terms 2..K
+    z_s: np.ndarray | None = None
+    idx_qr: np.ndarray | None = None  # entry of Z_rᵀWQ (qr × p)
+
+
 class LinearPredictor:
     """Fixed-effects matrix ``X`` and random-effects terms; θ → blocked Cholesky factor.
 
@@ -328,6 +347,7 @@ class LinearPredictor:
         else:
             self.Q, self.R, self.logdetR2 = np.empty((self.n, 0)), np.empty((0, 0)), 0.0
         self._unweighted: _CrossProducts | None = None
+        self._wscalar: _WeightedScalar | bool | None = None  # weighted path's indices, built on first use
         # Sparse random-effects matrices, needed only with several terms (values are the term columns).
         self._Zsp = [self._term_sparse(t) for t in self.terms] if len(self.terms) > 1 else []
 
@@ -423,6 +443,123 @@ class LinearPredictor:
             self._unweighted = cp
         return cp
 
+    def _weighted_scalar(self) -> _WeightedScalar | None:
+        """Index arrays for the weighted cross-products when every term is scalar (built once).
+
+        PIRLS factors ``Λᵀ Zᵀ W Z Λ + I`` at new weights in every iteration.
+        With scalar terms each cross-product is a weighted count of rows per
+        (level, level) pair, so ``np.bincount`` over fixed indices gives them
+        all without building sparse matrices. ``None`` when a term is not
+        scalar or the block between the first term and the others would be
+        too large to keep dense (the general path is used then).
+        """
+        if self._wscalar is not None:
+            return self._wscalar or None
+        if any(t.k != 1 for t in self.terms):
+            self._wscalar = False
+            return None
+        t1, rest = self.terms[0], self.terms[1:]
+        q1, qr, p = t1.q, sum(t.q for t in rest), self.p
+        if q1 * qr > _DENSE_CROSS_MAX:
+            self._wscalar = False
+            return None
+        c1 = t1.codes.astype(np.intp)
+        z1 = np.ascontiguousarray(t1.Z[:, 0], dtype=float)
+        offs = np.cumsum([0] + [t.q for t in rest])
+        gr = [off + t.codes.astype(np.intp) for off, t in zip(offs[:-1], rest, strict=True)]
+        zr = [np.ascontiguousarray(t.Z[:, 0], dtype=float) for t in rest]
+        ws = _WeightedScalar(q1=q1, qr=qr, c1=c1, z1=z1,
+                             idx_q1=(c1[:, None] * p + np.arange(p)[None, :]).ravel())
+        if rest:
+            ws.gr = np.concatenate(gr)
+            ws.zr = np.concatenate(zr)
+            ws.idx_c = np.concatenate([c1 * qr + g for g in gr])
+            ws.z_c = np.concatenate([z1 * z for z in zr])
+            pairs = [(a, b) for a in range(len(rest)) for b in range(len(rest))]
+            ws.idx_s = np.concatenate([gr[a] * qr + gr[b] for a, b in pairs])
+            ws.z_s = np.concatenate([zr[a] * zr[b] for a, b in pairs])
+            ws.idx_qr = np.concatenate([(g[:, None] * p + np.arange(p)[None, :]).ravel() for g in gr])
+        self._wscalar = ws
+        return ws
+
+    def _factorize_weighted_scalar(self, ws: _WeightedScalar, lams: list[np.ndarray], sqrtw: np.ndarray,
+                                   theta: np.ndarray) -> Factorization:
+        """:meth:`factorize_lambdas` with weights when every term is scalar.
+
+        The same blocked factor as the general path: ``L_1`` is diagonal,
+        ``L_1² = 1 + λ_1² Z_1ᵀWZ_1``; ``G = diag(λ_1/L_1) C diag(λ_r)`` with
+        ``C = Z_1ᵀ W Z_r`` (dense); ``L_rr`` the Cholesky factor of
+        ``diag(λ_r) Z_rᵀWZ_r diag(λ_r) + I − GᵀG``. Cross-products by
+        ``np.bincount`` over the fixed indices of :meth:`_weighted_scalar`;
+        LAPACK is called directly for the small factorizations (scipy's
+        wrappers cost more than the work).
+        """
+        w = sqrtw * sqrtw
+        p = self.p
+        lam1 = float(lams[0][0, 0])
+        wz1 = w * ws.z1
+        S1 = np.bincount(ws.c1, weights=wz1 * ws.z1, minlength=ws.q1)
+        L1sq = 1.0 + lam1 * lam1 * S1
+        L1d = np.sqrt(L1sq)
+        Qw = self.Q * w[:, None]
+        if p:
+            ZQ1 = np.bincount(ws.idx_q1, weights=(self.Q * wz1[:, None]).ravel(),
+                              minlength=ws.q1 * p).reshape(ws.q1, p)
+        else:
+            ZQ1 = np.zeros((ws.q1, 0))
+        RZX1f = ZQ1 * (lam1 / L1d)[:, None]  # (q1, p)
+        schur = Qw.T @ self.Q - RZX1f.T @ RZX1f
+        ldL2 = float(np.sum(np.log(L1sq)))
+        G = Lrr = RZXr = Lam_r = None
+        if len(self.terms) > 1:
+            qr, K = ws.qr, len(self.terms) - 1
+            lr = self._lambda_rest_diag(lams)
+            wr = np.tile(w, K) if K > 1 else w
+            Cd = np.bincount(ws.idx_c, weights=wr * ws.z_c, minlength=ws.q1 * qr).reshape(ws.q1, qr)
+            Srr = np.bincount(ws.idx_s, weights=(np.tile(w, K * K) if K > 1 else w) * ws.z_s,
+                              minlength=qr * qr).reshape(qr, qr)
+            ZQr = np.bincount(ws.idx_qr, weights=(np.tile(Qw, (K, 1)) * ws.zr[:, None]).ravel() if p else None,
+                              minlength=qr * p).reshape(qr, p) if p else np.zeros((qr, 0))
+            l1 = lam1 / L1d
+            G = (Cd * l1[:, None]) * lr[None, :]
+            Arr = Srr * lr[:, None] * lr[None, :] - G.T @ G
+            Arr.flat[::qr + 1] += 1.0
+            Lrr, info = _lapack.dpotrf(Arr, lower=1, clean=1, overwrite_a=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("matrix not positive definite")
+            Lam_r = np.diag(lr)  # dense like Arr (qr is small here); a sparse diagonal costs more to build
+            if p:
+                # L_rr⁻¹ by LAPACK's unblocked trtri and a product: OpenBLAS threads even a tiny
+                # trsm, which on a busy machine costs a hundred times the solve (L_rr ≥ I: stable).
+                Lrr_inv, info = _lapack.dtrtri(Lrr, lower=1)
+                RZXr = Lrr_inv @ (lr[:, None] * ZQr - G.T @ RZX1f)
+                schur -= RZXr.T @ RZXr
+            else:
+                RZXr = np.zeros((qr, 0))
+            ldL2 += 2.0 * float(np.sum(np.log(np.diag(Lrr))))
+        if p:
+            try:
+                RXq = np.linalg.cholesky(schur)
+            except np.linalg.LinAlgError:
+                raise np.linalg.LinAlgError(
+                    "The fixed-effects cross-product is not positive definite at this θ; "
+                    "the fixed-effect design may be collinear with the random effects."
+                ) from None
+            ldRX2 = 2.0 * float(np.sum(np.log(np.diag(RXq)))) + self.logdetR2
+        else:
+            RXq, ldRX2 = np.empty((0, 0)), 0.0
+        return Factorization(predictor=self, theta=theta.copy(), sqrtw=sqrtw, Lambdas=lams, L1=L1d[:, None, None],
+                             RZX1=RZX1f[:, None, :], G=G, Lrr=Lrr, RZXr=RZXr, Lam_r=Lam_r, RXq=RXq,
+                             ldL2=ldL2, ldRX2=ldRX2)
+
+    def _rest_crossprod_y(self, yw: np.ndarray) -> np.ndarray:
+        """``Z_rᵀ yw`` for terms 2..K (``yw`` already weighted)."""
+        ws = self._weighted_scalar()
+        if ws is not None:
+            K = len(self.terms) - 1
+            return np.bincount(ws.gr, weights=(np.tile(yw, K) if K > 1 else yw) * ws.zr, minlength=ws.qr)
+        return np.asarray(sp.hstack(self._Zsp[1:], format="csr").T @ yw)
+
     # ------------------------------------------------------------ factorize
     def factorize(self, theta: np.ndarray, sqrtw: np.ndarray | None = None) -> Factorization:
         """Factor ``Λᵀ Zᵀ W Z Λ + I`` (blocked) and the fixed-effects blocks, ``W = diag(sqrtw**2)``.
@@ -445,8 +582,12 @@ class LinearPredictor:
             sqrtw = np.asarray(sqrtw, dtype=float)
             if sqrtw.shape != (self.n,):
                 raise ValueError(f"sqrtw must have shape ({self.n},), got {sqrtw.shape}.")
-        cp = self._crossproducts(sqrtw)
         theta = np.full(self.n_theta, np.nan) if theta is None else theta
+        if sqrtw is not None:
+            ws = self._weighted_scalar()
+            if ws is not None:
+                return self._factorize_weighted_scalar(ws, lams, sqrtw, theta)
+        cp = self._crossproducts(sqrtw)
         t1, lam1 = self.terms[0], lams[0]
         J1, k1, p = t1.nlevels, t1.k, self.p
         A1 = lmul(lam1.T, rmul(cp.S1, lam1))
@@ -560,7 +701,12 @@ class LinearPredictor:
         Zy1 = np.empty((t1.nlevels, t1.k))
         for c in range(t1.k):
             Zy1[:, c] = group_sum(t1.codes, t1.Z[:, c] * yw, t1.nlevels)
-        Zyr = np.asarray(sp.hstack(self._Zsp[1:], format="csr").T @ yw) if len(self.terms) > 1 else None
+        if len(self.terms) == 1:
+            Zyr = None
+        elif w is not None:
+            Zyr = self._rest_crossprod_y(yw)
+        else:
+            Zyr = np.asarray(sp.hstack(self._Zsp[1:], format="csr").T @ yw)
         Qy = np.zeros(self.p) if w is None else self.Q.T @ yw
         return _ResponseStats(a=a, yr=yr, Zy1=Zy1, Zyr=Zyr, Qy=Qy, yy=float(np.einsum("i,i->", yr, yw)))
 
@@ -637,7 +783,7 @@ class Factorization:
         Zy1 = np.empty((t1.nlevels, t1.k))
         for c in range(t1.k):
             Zy1[:, c] = group_sum(t1.codes, t1.Z[:, c] * yw, t1.nlevels)
-        Zyr = np.asarray(sp.hstack(lp._Zsp[1:], format="csr").T @ yw) if len(lp.terms) > 1 else None
+        Zyr = lp._rest_crossprod_y(yw) if len(lp.terms) > 1 else None
         st = _ResponseStats(a=np.zeros(lp.p), yr=y, Zy1=Zy1, Zyr=Zyr, Qy=np.zeros(lp.p), yy=float(y @ yw))
         return self._solve_stats(st, with_beta=False, explicit=True)
 

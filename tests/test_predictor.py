@@ -201,6 +201,37 @@ def test_weighted_solve_equals_dense_gls():
     np.testing.assert_array_equal(sol_u.beta, 0.0)
 
 
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | a) + (1 | b)", "y ~ x + (0 + x | a) + (1 | b) + (1 | f)",
+                                     "y ~ x + (1 | a)"])
+def test_weighted_scalar_terms_equal_dense_gls_and_general_path(formula):
+    """Scalar terms with weights take a bincount path: the same numbers as the dense definition
+    and as the general (sparse) path, including RX and the conditional variances."""
+    d, lp, _ = _engine(formula, _crossed(), True)
+    assert lp._weighted_scalar() is not None
+    rng = np.random.default_rng(4)
+    w = rng.uniform(0.3, 2.0, lp.n)
+    theta = rng.uniform(0.4, 1.3, lp.n_theta)
+    fac = lp.factorize(theta, sqrtw=np.sqrt(w))
+    sol = fac.solve(d.y)
+    ref = dense_multi(theta, d.y, d.X, d.terms, False, weights=w)
+    np.testing.assert_allclose(sol.beta, ref["beta"], rtol=1e-8)
+    np.testing.assert_allclose(sol.b, ref["b"], rtol=1e-8, atol=1e-10)
+    ZL = ref["Z"] @ ref["Lambda"]
+    ldL2 = np.linalg.slogdet(ZL.T @ (w[:, None] * ZL) + np.eye(lp.q))[1]
+    assert fac.ldL2 == pytest.approx(ldL2, rel=1e-10)
+    r = d.y - d.X @ sol.beta - ZL @ sol.u
+    assert sol.pwrss == pytest.approx(np.sum(w * r**2) + sol.u @ sol.u, rel=1e-10)
+    sol_u = fac.solve_u(d.y - d.X @ sol.beta)
+    np.testing.assert_allclose(sol_u.u, sol.u, rtol=1e-8, atol=1e-10)
+    general = LinearPredictor(d.X, d.terms)
+    general._wscalar = False  # force the general path
+    gfac = general.factorize(theta, sqrtw=np.sqrt(w))
+    assert gfac.ldRX2 == pytest.approx(fac.ldRX2, rel=1e-12)
+    np.testing.assert_allclose(fac.RX, gfac.RX, rtol=1e-10)
+    for a, b in zip(fac.condvar_blocks(), gfac.condvar_blocks(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
 def test_zlambda_matrix_argument():
     _, lp, _ = _engine("y ~ x + (1 + x | a) + (1 | b)", _crossed(), True)
     theta = np.array([0.8, 0.2, 0.5, 1.1])
