@@ -350,6 +350,8 @@ class LinearPredictor:
         self._wscalar: _WeightedScalar | bool | None = None  # weighted path's indices, built on first use
         # Sparse random-effects matrices, needed only with several terms (values are the term columns).
         self._Zsp = [self._term_sparse(t) for t in self.terms] if len(self.terms) > 1 else []
+        # Terms 2..K side by side (every solve needs Z_rᵀ y): built once.
+        self._Zr = sp.hstack(self._Zsp[1:], format="csr") if len(self.terms) > 1 else None
 
     # ------------------------------------------------------------ structure
     @staticmethod
@@ -430,7 +432,7 @@ class LinearPredictor:
         QQ = np.eye(p) if w is None else self.Q.T @ Qw
         cp = _CrossProducts(S1=S1, ZQ1=ZQ1, QQ=QQ)
         if len(self.terms) > 1:
-            Zr = sp.hstack(self._Zsp[1:], format="csr")
+            Zr = self._Zr
             Zrw = Zr if w is None else sp.diags(w) @ Zr
             cp.Srr = (Zrw.T @ Zr).toarray()
             cp.C = (self._Zsp[0].T @ Zrw).tocsr()
@@ -558,7 +560,7 @@ class LinearPredictor:
         if ws is not None:
             K = len(self.terms) - 1
             return np.bincount(ws.gr, weights=(np.tile(yw, K) if K > 1 else yw) * ws.zr, minlength=ws.qr)
-        return np.asarray(sp.hstack(self._Zsp[1:], format="csr").T @ yw)
+        return np.asarray(self._Zr.T @ yw)
 
     # ------------------------------------------------------------ factorize
     def factorize(self, theta: np.ndarray, sqrtw: np.ndarray | None = None) -> Factorization:
@@ -706,7 +708,7 @@ class LinearPredictor:
         elif w is not None:
             Zyr = self._rest_crossprod_y(yw)
         else:
-            Zyr = np.asarray(sp.hstack(self._Zsp[1:], format="csr").T @ yw)
+            Zyr = np.asarray(self._Zr.T @ yw)
         Qy = np.zeros(self.p) if w is None else self.Q.T @ yw
         return _ResponseStats(a=a, yr=yr, Zy1=Zy1, Zyr=Zyr, Qy=Qy, yy=float(np.einsum("i,i->", yr, yw)))
 

@@ -224,7 +224,8 @@ class GaussianResponse:
           ``diag(A_rr⁻¹)`` for the later terms and ``Σ 1/L₁² + tr(A_rr⁻¹ Gᵀ L₁⁻² G)`` for
           the first (``A_rr`` the dense block's Schur complement, ``G`` the off-diagonal block);
         * ``∂ pwrss / ∂θ_t = −2 u_tᵀ Z_tᵀ r`` (envelope theorem, ``r`` the residual);
-        * ``∂ log|R_X|² / ∂θ_t = −2 θ_t tr(M⁻¹ WᵀZ_t Z_tᵀW)`` with ``W = V⁻¹Q = Q − ZΛA⁻¹ΛZᵀQ``.
+        * ``∂ log|R_X|² / ∂θ_t = −2 θ_t tr(M⁻¹ WᵀZ_t Z_tᵀW)`` with ``W = V⁻¹Q = Q − ZΛA⁻¹ΛZᵀQ``
+          (``Z_tᵀW`` formed from the cross-products, never ``W`` itself).
         """
         from scipy.linalg import cho_solve, lapack, solve_triangular
 
@@ -264,14 +265,15 @@ class GaussianResponse:
             # P = A⁻¹ΛZᵀQ = L⁻ᵀ RZX, by blocks.
             Pr = solve_triangular(fac.Lrr, fac.RZXr, lower=True, trans="T", check_finite=False)
             P1 = (fac.RZX1[:, 0, :] - np.asarray(fac.G @ Pr)) / L1[:, None]
-            Ps = [P1] + [Pr[s.start - lp.u_slices[1].start:s.stop - lp.u_slices[1].start]
-                         for s in lp.u_slices[1:]]
-            W = lp.Q.copy()
-            for Zk, th, Pk in zip(lp._Zsp, theta, Ps, strict=True):
-                W -= np.asarray(Zk @ (th * Pk))
+            # Z_tᵀ W for every term in level space, with no pass over the n rows:
+            # Z_1ᵀW = Z_1ᵀQ − diag(S₁) θ₁P₁ − C Λ_r P_r and Z_rᵀW = Z_rᵀQ − Cᵀ θ₁P₁ − S_rr Λ_r P_r.
+            B1, Br = theta[0] * P1, lr[:, None] * Pr
+            ZW1 = cp.ZQ1[:, 0, :] - cp.S1[:, 0, 0][:, None] * B1 - np.asarray(cp.C @ Br)
+            ZWr = cp.ZQr - np.asarray(cp.C.T @ B1) - cp.Srr @ Br
+            r0 = lp.u_slices[1].start
+            ZWs = [ZW1] + [ZWr[sl.start - r0:sl.stop - r0] for sl in lp.u_slices[1:]]
             d_ldRX2 = np.empty(theta.size)
-            for k, Zk in enumerate(lp._Zsp):
-                ZW = np.asarray(Zk.T @ W)  # Z_tᵀ W, (levels, p)
+            for k, ZW in enumerate(ZWs):
                 d_ldRX2[k] = -2.0 * theta[k] * float(np.sum(ZW * cho_solve((fac.RXq, True), ZW.T,
                                                                               check_finite=False).T))
             return d_ldL2 + d_ldRX2 + (n - p) * d_r2 / sol.pwrss
