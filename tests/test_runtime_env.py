@@ -12,9 +12,9 @@ probe below verifies from inside the kernel. Python writes the byte-code caches 
 environment the first time a module is imported (as in a student's environment), so the
 chapters after the first do not compile numpy, pandas and scipy again.
 
-Every chapter's *launch notebook* (what Binder
-and Colab open: the chapter's own code cells with the book's outputs, written by the book
-build to _build/launch/; see tests/test_launch_notebooks.py) is then run top to bottom by
+Every chapter's *launch notebook* (what Binder and Colab open: the chapter's own code cells
+with the book's outputs, written by the book build to _build/launch/; see
+tests/test_launch_notebooks.py) is then run top to bottom by
 scripts/run_notebooks.py, with that environment's own interpreter and its `python3` kernel;
 the runner needs only `jupyter_client`, which ipykernel depends on. Any error fails the
 chapter's test, and so does any cell whose fresh output differs from the stored one (the
