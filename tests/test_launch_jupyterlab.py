@@ -221,9 +221,17 @@ def rendered(lab: Lab, browser) -> dict[str, Rendered]:
                     shots.append(SCREENSHOTS / f"launch__{name}__figure.png")
                     page.screenshot(path=str(shots[1]))
                 found[target] = Rendered(target, source, info, list(requests), list(errors), shots)
-                # the kernel the notebook started is not needed: shut it down, close the notebook
+                # the kernel the notebook started is not needed: shut it down, close the notebook.
+                # Wait until it has started and answered its kernel_info request first: a
+                # kernel disposed with that request pending logs "Disposed" as a console error
+                # (seen on a busy machine, with the kernel slow to start).
                 page.evaluate("""async () => { const w = window.__notebook;
-                    try { await w.sessionContext.shutdown(); } catch (e) { }
+                    try {
+                      await w.sessionContext.ready;
+                      const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
+                      if (kernel) { await kernel.info; }
+                      await w.sessionContext.shutdown();
+                    } catch (e) { }
                     w.dispose(); return true; }""")
         finally:
             page.close()

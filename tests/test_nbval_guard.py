@@ -10,6 +10,12 @@ pytest.ini and sanitize file, on a tiny notebook written to a temporary folder:
 * one stored number changed ("2" -> "3") fails;
 * a float printed at full precision may differ in its last digits (floating-point noise),
   but not at the 8th decimal.
+
+The notebooks are written once per module and checked in two nbval runs (pytest
+subprocesses, serial: `-n 0`) instead of one run each, which saves three pytest start-ups:
+one run over the notebooks that must pass (its exit code must be 0), one over those that
+must fail (exit code 1). Each test then reads its own notebook's results from the report
+of its run (`-rA`: one PASSED or FAILED line per cell).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import nbformat
@@ -41,41 +48,25 @@ def make_notebook(stored_sum: str) -> nbformat.NotebookNode:
     return nb
 
 
-def run_nbval(notebook: Path) -> subprocess.CompletedProcess[str]:
-    """`pytest` on one notebook, with the project's pytest.ini (so --nbval and the sanitize
-    file come from the same configuration `make test` uses)."""
+def run_nbval(*notebooks: Path) -> subprocess.CompletedProcess[str]:
+    """`pytest` on notebooks of one folder, with the project's pytest.ini (so --nbval and the
+    sanitize file come from the same configuration `make test` uses), in one process (`-n 0`).
+    The folder is the rootdir, so that the report names each notebook."""
+    folder = notebooks[0].parent
+    assert all(nb.parent == folder for nb in notebooks)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
-         "-p", "no:cacheprovider", str(notebook)],
+        [sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(folder),
+         "-p", "no:cacheprovider", "-n", "0", "-rA", *map(str, notebooks)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         stdin=subprocess.DEVNULL, timeout=300,
     )
 
 
-@pytest.fixture
-def notebook_path(tmp_path: Path) -> Path:
-    return tmp_path / "guard.ipynb"
-
-
-def test_sanitize_file_is_read_by_nbval() -> None:
-    patterns = get_sanitize_patterns(SANITIZE.read_text())
-    assert len(patterns) == 5, patterns  # a malformed entry would be dropped silently
-    for regex, _ in patterns:
-        re.compile(regex)
-
-
-def test_matching_outputs_pass(notebook_path: Path) -> None:
-    nbformat.write(make_notebook("2"), notebook_path)
-    result = run_nbval(notebook_path)
-    assert result.returncode == 0, result.stdout
-    assert re.search(r"\b2 passed\b", result.stdout), result.stdout
-
-
-def test_a_changed_stored_number_fails(notebook_path: Path) -> None:
-    nbformat.write(make_notebook("3"), notebook_path)
-    result = run_nbval(notebook_path)
-    assert result.returncode == 1, result.stdout
-    assert re.search(r"\b1 failed, 1 passed\b", result.stdout), result.stdout
+def outcomes(result: subprocess.CompletedProcess[str], notebook: Path) -> Counter:
+    """{"PASSED": n, "FAILED": m} for the cells of one notebook of the run (from -rA)."""
+    found = Counter(m[1] for m in re.finditer(rf"^(PASSED|FAILED) (?:\S*/)?{re.escape(notebook.name)}::", result.stdout, re.M))
+    assert found, f"no result for {notebook.name}:\n{result.stdout}"
+    return found
 
 
 def make_float_notebook(stored: str) -> nbformat.NotebookNode:
@@ -87,12 +78,48 @@ def make_float_notebook(stored: str) -> nbformat.NotebookNode:
     return nb
 
 
-@pytest.mark.parametrize("stored,passes", [
+FLOATS = [
     ("0.30000000000000004", True),   # exactly what Python prints
     ("0.30000000000000021", True),   # differs only in floating-point noise
     ("0.30000001000000004", False),  # differs at the 8th decimal: a real change
-])
-def test_full_precision_floats_compare_to_eight_decimals(notebook_path: Path, stored: str, passes: bool) -> None:
-    nbformat.write(make_float_notebook(stored), notebook_path)
-    result = run_nbval(notebook_path)
-    assert (result.returncode == 0) == passes, result.stdout
+]
+
+
+@pytest.fixture(scope="module")
+def guard_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
+    """Every guard notebook, written and run by nbval: name -> (notebook, the run it was in)."""
+    folder = tmp_path_factory.mktemp("nbval-guard")
+    notebooks = {"matching": (make_notebook("2"), True), "changed": (make_notebook("3"), False)}
+    notebooks |= {f"float-{stored}": (make_float_notebook(stored), passes) for stored, passes in FLOATS}
+    paths = {}
+    for i, (name, (nb, _)) in enumerate(notebooks.items()):
+        paths[name] = folder / f"guard{i}.ipynb"
+        nbformat.write(nb, paths[name])
+    passing = run_nbval(*(paths[n] for n, (_, passes) in notebooks.items() if passes))
+    failing = run_nbval(*(paths[n] for n, (_, passes) in notebooks.items() if not passes))
+    assert passing.returncode == 0, passing.stdout  # nothing in the passing run may fail
+    assert failing.returncode == 1, failing.stdout  # tests failed (not an error of pytest)
+    return {n: (paths[n], passing if passes else failing) for n, (_, passes) in notebooks.items()}
+
+
+def test_sanitize_file_is_read_by_nbval() -> None:
+    patterns = get_sanitize_patterns(SANITIZE.read_text())
+    assert len(patterns) == 5, patterns  # a malformed entry would be dropped silently
+    for regex, _ in patterns:
+        re.compile(regex)
+
+
+def test_matching_outputs_pass(guard_runs) -> None:
+    notebook, result = guard_runs["matching"]
+    assert outcomes(result, notebook) == {"PASSED": 2}, result.stdout
+
+
+def test_a_changed_stored_number_fails(guard_runs) -> None:
+    notebook, result = guard_runs["changed"]
+    assert outcomes(result, notebook) == {"PASSED": 1, "FAILED": 1}, result.stdout
+
+
+@pytest.mark.parametrize("stored,passes", FLOATS)
+def test_full_precision_floats_compare_to_eight_decimals(guard_runs, stored: str, passes: bool) -> None:
+    notebook, result = guard_runs[f"float-{stored}"]
+    assert outcomes(result, notebook) == ({"PASSED": 1} if passes else {"FAILED": 1}), result.stdout

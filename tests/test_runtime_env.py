@@ -1,19 +1,30 @@
 """requirements.txt alone runs every chapter: what Binder builds and a student installs.
 
-A fresh virtual environment, `_build/runtime-venv`, is created on every run from the same
-Python as the development environment (runtime.txt names the version Binder uses) and gets
-`pip install -r requirements.txt` and nothing else: no Jupyter Book, MyST-NB, nbval, nbformat
-or nbclient (pip's download cache is used). Every chapter's *launch notebook* (what Binder
-and Colab open: the chapter's own code cells with the book's outputs, written by the book
-build to _build/launch/; see tests/test_launch_notebooks.py) is then run top to bottom by
+A fresh virtual environment, `_build/runtime-venv`, is created once per run (`python -m venv`,
+from the same Python as the development environment; runtime.txt names the version Binder
+uses) and gets `requirements.txt` and nothing else: no Jupyter Book, MyST-NB, nbval, nbformat
+or nbclient. The packages are installed by uv's pip interface (`uv pip install -r
+requirements.txt`; uv is pinned in requirements-dev.txt), which installs the same pinned
+requirements and resolves their dependencies from PyPI like pip, from uv's cache after the
+first run, in about a second instead of pip's 40. Which installer fills the environment does
+not matter to the check: what matters is that nothing but requirements.txt went in, which the
+probe below verifies from inside the kernel. Python writes the byte-code caches of the
+environment the first time a module is imported (as in a student's environment), so the
+chapters after the first do not compile numpy, pandas and scipy again.
+
+Every chapter's *launch notebook* (what Binder and Colab open: the chapter's own code cells
+with the book's outputs, written by the book build to _build/launch/; see
+tests/test_launch_notebooks.py) is then run top to bottom by
 scripts/run_notebooks.py, with that environment's own interpreter and its `python3` kernel;
 the runner needs only `jupyter_client`, which ipykernel depends on. Any error fails the
 chapter's test, and so does any cell whose fresh output differs from the stored one (the
 book's), compared as nbval compares (--compare, with tests/sanitize.cfg). The chapters call
 `from mlmhelpers import glue`, which does nothing without MyST-NB, so they run here
-unchanged; the launch notebooks carry no glue records.
+unchanged; the launch notebooks carry no glue records. Each chapter is its own work unit
+for pytest-xdist (conftest.py: unit_of), so the chapters spread over both workers; the
+environment is built once per run and shared (conftest.py: `once`).
 
-Takes about a minute to build the environment plus the chapters' own run time (see the
+Takes a few seconds to build the environment plus the chapters' own run time (see the
 durations printed at the end). Skip it locally with `MLM_SKIP_RUNTIME_ENV=1 make test`;
 with CI=true (as in CI) it always runs.
 """
@@ -49,9 +60,13 @@ pytestmark = pytest.mark.skipif(
 
 def clean_env() -> dict[str, str]:
     """The environment for the runtime interpreter: nothing pointing at the development
-    environment, no user site-packages, and the venv's own kernel spec first."""
+    environment, no user site-packages, and the venv's own kernel spec first. Byte-code
+    caches are written as Python does by default (a machine may set PYTHONDONTWRITEBYTECODE;
+    uv, unlike pip, does not compile at install time, so without this every kernel would
+    compile numpy, pandas and scipy from source again)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JUPYTER_PATH", "MPLBACKEND"}}
+           if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JUPYTER_PATH", "MPLBACKEND",
+                        "PYTHONDONTWRITEBYTECODE"}}
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONNOUSERSITE"] = "1"
     env["JUPYTER_PREFER_ENV_PATH"] = "1"
@@ -59,23 +74,37 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def runtime_python() -> Path:
-    """A fresh venv with requirements.txt installed, and nothing else."""
+UV = Path(sys.executable).with_name("uv")  # pinned in requirements-dev.txt
+
+
+def _make_runtime_venv() -> str | None:
+    """Create the venv and install requirements.txt into it; None, or what failed."""
     base = Path(getattr(sys, "_base_executable", sys.executable))
     python = VENV / "bin" / "python"
-    with timed("runtime venv: fresh venv + pip install -r requirements.txt"):
+    with timed("runtime venv: fresh venv + uv pip install -r requirements.txt"):
         shutil.rmtree(VENV, ignore_errors=True)
         steps = [
             [str(base), "-m", "venv", str(VENV)],
-            [str(python), "-m", "pip", "install", "--quiet", "-r", "requirements.txt"],
+            # --python: into this venv only; uv ignores pip's configuration files, so it
+            # installs from PyPI (or its cache), as Binder and a student do.
+            [str(UV), "pip", "install", "--quiet", "--python", str(python), "-r", "requirements.txt"],
         ]
         for step in steps:
             proc = subprocess.run(step, cwd=ROOT, env=clean_env(), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
             if proc.returncode != 0:
-                pytest.fail(f"{' '.join(step)} failed:\n{proc.stdout[-4000:]}")
-    return python
+                return f"{' '.join(step)} failed:\n{proc.stdout[-4000:]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def runtime_python(once) -> Path:
+    """A fresh venv with requirements.txt installed, and nothing else (built once per run)."""
+    assert UV.is_file(), f"{UV} is missing: uv is pinned in requirements-dev.txt (make setup)"
+    error = once("runtime_venv", _make_runtime_venv)
+    if error:
+        pytest.fail(error)
+    return VENV / "bin" / "python"
 
 
 def run_notebooks(python: Path, *notebooks: Path, compare: bool = False) -> subprocess.CompletedProcess[str]:
@@ -141,6 +170,7 @@ def test_runner_compares_outputs(runtime_python: Path, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "DIFFERENT OUTPUT" in bad.stdout and "-stream stdout: 5" in bad.stdout, bad.stdout
 
 
+# Each chapter is a work unit of its own under pytest-xdist (conftest.py: unit_of).
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.name for p in CHAPTERS])
 def test_launch_notebook_runs_with_runtime_requirements_only(runtime_python: Path, book_build, chapter: Path) -> None:
     """The chapter's launch notebook (what Binder and Colab open: the chapter's own code
