@@ -13,6 +13,7 @@ run and the ratio is printed; otherwise the table says it was skipped.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import subprocess
@@ -135,6 +136,8 @@ def main() -> None:
         print(table.to_string(index=False))
     print("\npeak RSS is the whole process's high-water mark after each fit (data included); "
           f"lme4 {'timed by Rscript on the same data' if have_r else 'skipped (no Rscript or --no-r)'}.")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end; {os.cpu_count()} cores; "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def _boundary_is_minimum(f, theta: np.ndarray, fun: float, is_diag: np.ndarray):
 
 def _newton_search(fgh: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
                    f: Callable[[np.ndarray], float], theta0: np.ndarray, *, max_iter: int = 50,
-                   tol: float = 1e-6) -> tuple[bool, float, np.ndarray]:
+                   tol: float = 1e-5) -> tuple[bool, float, np.ndarray]:
     """Newton's method in φ = θ² with an approximate Hessian, for an interior optimum.
 
     ``fgh(θ)`` returns the criterion, its gradient in θ and a positive
