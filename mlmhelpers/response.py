@@ -57,6 +57,7 @@ class GaussianResponse:
         self.reml = bool(reml)
         self.stats = predictor.response_stats(self.y)
         self.nfev = 0
+        self._last: tuple[bytes, PLSSolution] | None = None
 
     @property
     def exact_gradient(self) -> bool:
@@ -64,9 +65,20 @@ class GaussianResponse:
         return len(lp.terms) == 1 or lp._crossproducts(None).pairs is not None
 
     def pls(self, theta: np.ndarray) -> PLSSolution:
-        """The PLS solution at ``theta`` (raises ``LinAlgError`` where undefined)."""
-        fac = self.predictor.factorize(np.asarray(theta, dtype=float))
-        return fac._solve_stats(self.stats, with_beta=True, explicit=False)
+        """The PLS solution at ``theta`` (raises ``LinAlgError`` where undefined).
+
+        The last solution is kept: the fit asks again for the one at the optimum,
+        which the optimiser has just computed (a large model's factorisation costs
+        seconds).
+        """
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        fac = self.predictor.factorize(theta)
+        sol = fac._solve_stats(self.stats, with_beta=True, explicit=False)
+        self._last = (key, sol)
+        return sol
 
     def pls_lambdas(self, lams: list[np.ndarray]) -> PLSSolution:
         """The PLS solution for given factors Λ (one square matrix per term)."""
