@@ -631,7 +631,10 @@ def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int, *,
     factors: dict[str, tuple[np.ndarray, pd.Index, tuple[str, ...]]] = {}
     bars = []  # (factor name, expression, correlated, Z, names, spec) per bar after a/b expansion
     for term in parsed.random:
-        zm = _matrix(term.expr, frame, f"random-effects design of {term}")
+        if term.expr == "1":  # a random intercept, the commonest term: no formulaic call needed
+            zm = _INTERCEPT.get_model_matrix(frame)
+        else:
+            zm = _matrix(term.expr, frame, f"random-effects design of {term}")
         names = [r_column_name(c, "factor(" in term.expr) for c in zm.columns]
         Zt = np.asarray(zm, dtype=float)
         if Zt.shape[1] == 0:
@@ -644,7 +647,8 @@ def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int, *,
                 factors[name] = (codes, levels, cols)
             bar = "|" if term.correlated else "||"
             label = f"{term.expr} {bar} {name}"
-            bars.append((name, term.expr, term.correlated, Zt, names, zm.model_spec, label))
+            bars.append((name, term.expr, term.correlated, Zt, names,
+                         _INTERCEPT if term.expr == "1" else zm.model_spec, label))
     # lme4's checks (lFormula: check.nlev.gtr.1, check.nobs.vs.nlev, check.nobs.vs.nRE), with its messages.
     one = [nm for nm, (_, lv, _) in factors.items() if len(lv) < 2]
     if one:
@@ -709,6 +713,23 @@ def _drop_rank_deficient(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, l
     warn(f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
          f"column(s): {', '.join(dropped)}", RankDeficiencyWarning)
     return X[:, keep], [names[j] for j in keep], dropped, None
+
+
+class _InterceptSpec:
+    """The model spec of a random intercept: a column of ones for any data (formulaic's name).
+
+    Building ``(1 | g)``'s one column with formulaic costs about 1.5 ms a fit; this object
+    stands in for formulaic's ``ModelSpec`` wherever a term's spec is used (``specs``,
+    :func:`new_random_matrix`).
+    """
+
+    required_variables: frozenset = frozenset()
+
+    def get_model_matrix(self, data: pd.DataFrame, na_action: str = "raise") -> pd.DataFrame:
+        return pd.DataFrame({"Intercept": np.ones(len(data))}, index=data.index)
+
+
+_INTERCEPT = _InterceptSpec()
 
 
 def _new_matrix(spec, newdata: pd.DataFrame, what: str):
