@@ -540,17 +540,7 @@ class LinearPredictor:
             else:
                 RZXr = np.zeros((qr, 0))
             ldL2 += 2.0 * float(np.sum(np.log(np.diag(Lrr))))
-        if p:
-            try:
-                RXq = np.linalg.cholesky(schur)
-            except np.linalg.LinAlgError:
-                raise np.linalg.LinAlgError(
-                    "The fixed-effects cross-product is not positive definite at this θ; "
-                    "the fixed-effect design may be collinear with the random effects."
-                ) from None
-            ldRX2 = 2.0 * float(np.sum(np.log(np.diag(RXq)))) + self.logdetR2
-        else:
-            RXq, ldRX2 = np.empty((0, 0)), 0.0
+        RXq, ldRX2 = self._fixed_effects_factor(schur)
         return Factorization(predictor=self, theta=theta.copy(), sqrtw=sqrtw, Lambdas=lams, L1=L1d[:, None, None],
                              RZX1=RZX1f[:, None, :], G=G, Lrr=Lrr, RZXr=RZXr, Lam_r=Lam_r, RXq=RXq,
                              ldL2=ldL2, ldRX2=ldRX2)
@@ -564,6 +554,19 @@ class LinearPredictor:
         return np.asarray(self._Zr.T @ yw)
 
     # ------------------------------------------------------------ factorize
+    def _fixed_effects_factor(self, schur: np.ndarray) -> tuple[np.ndarray, float]:
+        """Cholesky factor of the fixed effects' Schur complement (Q basis) and ``log |R_X|²`` for X."""
+        if not self.p:
+            return np.empty((0, 0)), 0.0
+        try:
+            RXq = np.linalg.cholesky(schur)
+        except np.linalg.LinAlgError:
+            raise np.linalg.LinAlgError(
+                "The fixed-effects cross-product is not positive definite at this θ; "
+                "the fixed-effect design may be collinear with the random effects."
+            ) from None
+        return RXq, 2.0 * float(np.sum(np.log(np.diag(RXq)))) + self.logdetR2
+
     def factorize(self, theta: np.ndarray, sqrtw: np.ndarray | None = None) -> Factorization:
         """Factor ``Λᵀ Zᵀ W Z Λ + I`` (blocked) and the fixed-effects blocks, ``W = diag(sqrtw**2)``.
 
@@ -646,17 +649,7 @@ class LinearPredictor:
                                         lower=True, check_finite=False)
                 schur -= RZXr.T @ RZXr
                 ldL2 += 2.0 * float(np.sum(np.log(np.diag(Lrr))))
-        if p:
-            try:
-                RXq = np.linalg.cholesky(schur)
-            except np.linalg.LinAlgError:
-                raise np.linalg.LinAlgError(
-                    "The fixed-effects cross-product is not positive definite at this θ; "
-                    "the fixed-effect design may be collinear with the random effects."
-                ) from None
-            ldRX2 = 2.0 * float(np.sum(np.log(np.diag(RXq)))) + self.logdetR2
-        else:
-            RXq, ldRX2 = np.empty((0, 0)), 0.0
+        RXq, ldRX2 = self._fixed_effects_factor(schur)
         return Factorization(predictor=self, theta=theta.copy(), sqrtw=sqrtw, Lambdas=lams, L1=L1,
                              RZX1=RZX1, G=G, Lrr=Lrr, RZXr=RZXr, Lam_r=Lam_r, RXq=RXq,
                              ldL2=ldL2, ldRX2=ldRX2)

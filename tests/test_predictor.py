@@ -179,12 +179,8 @@ def test_contract_attributes():
     np.testing.assert_array_equal(lp.lower, [0, -np.inf, 0, 0])
 
 
-def test_weighted_solve_equals_dense_gls():
-    """solve() with sqrtw minimises ‖√w ⊙ (y − Xβ − ZΛu)‖² + ‖u‖²; ldL2 = log|ΛᵀZᵀWZΛ + I|."""
-    d, lp, _ = _engine("y ~ x + (1 + x | a) + (1 | b)", _crossed(), True)
-    rng = np.random.default_rng(3)
-    w = rng.uniform(0.3, 2.0, lp.n)
-    theta = np.array([0.8, 0.2, 0.5, 1.1])
+def _weighted_equals_dense(d, lp, theta, w):
+    """The weighted factorisation and PLS solution at θ, checked against the dense definition."""
     fac = lp.factorize(theta, sqrtw=np.sqrt(w))
     sol = fac.solve(d.y)
     ref = dense_multi(theta, d.y, d.X, d.terms, False, weights=w)
@@ -195,6 +191,16 @@ def test_weighted_solve_equals_dense_gls():
     assert fac.ldL2 == pytest.approx(ldL2, rel=1e-10)
     r = d.y - d.X @ sol.beta - ZL @ sol.u
     assert sol.pwrss == pytest.approx(np.sum(w * r**2) + sol.u @ sol.u, rel=1e-10)
+    return fac, sol
+
+
+def test_weighted_solve_equals_dense_gls():
+    """solve() with sqrtw minimises ‖√w ⊙ (y − Xβ − ZΛu)‖² + ‖u‖²; ldL2 = log|ΛᵀZᵀWZΛ + I|."""
+    d, lp, _ = _engine("y ~ x + (1 + x | a) + (1 | b)", _crossed(), True)
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.3, 2.0, lp.n)
+    theta = np.array([0.8, 0.2, 0.5, 1.1])
+    fac, sol = _weighted_equals_dense(d, lp, theta, w)
     # solve_u: β held at 0, so the caller passes y − Xβ
     sol_u = fac.solve_u(d.y - d.X @ sol.beta)
     np.testing.assert_allclose(sol_u.u, sol.u, rtol=1e-8, atol=1e-10)
@@ -211,16 +217,7 @@ def test_weighted_scalar_terms_equal_dense_gls_and_general_path(formula):
     rng = np.random.default_rng(4)
     w = rng.uniform(0.3, 2.0, lp.n)
     theta = rng.uniform(0.4, 1.3, lp.n_theta)
-    fac = lp.factorize(theta, sqrtw=np.sqrt(w))
-    sol = fac.solve(d.y)
-    ref = dense_multi(theta, d.y, d.X, d.terms, False, weights=w)
-    np.testing.assert_allclose(sol.beta, ref["beta"], rtol=1e-8)
-    np.testing.assert_allclose(sol.b, ref["b"], rtol=1e-8, atol=1e-10)
-    ZL = ref["Z"] @ ref["Lambda"]
-    ldL2 = np.linalg.slogdet(ZL.T @ (w[:, None] * ZL) + np.eye(lp.q))[1]
-    assert fac.ldL2 == pytest.approx(ldL2, rel=1e-10)
-    r = d.y - d.X @ sol.beta - ZL @ sol.u
-    assert sol.pwrss == pytest.approx(np.sum(w * r**2) + sol.u @ sol.u, rel=1e-10)
+    fac, sol = _weighted_equals_dense(d, lp, theta, w)
     sol_u = fac.solve_u(d.y - d.X @ sol.beta)
     np.testing.assert_allclose(sol_u.u, sol.u, rtol=1e-8, atol=1e-10)
     general = LinearPredictor(d.X, d.terms)
