@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 
+import nbformat
+import pytest
+
 
 def glued_values(nb) -> dict:
     """Every value the notebook glued (``mh.glue``), parsed from its stored outputs."""
@@ -27,3 +30,21 @@ def output_of(nb, snippet: str) -> str:
         elif "text/plain" in o.get("data", {}):
             texts.append(o["data"]["text/plain"])
     return "\n".join(texts)
+
+
+def notebook_fixtures(path):
+    """Module-scoped fixtures ``nb`` (the stored notebook) and ``glued`` (its glued values).
+
+    Use as ``nb, glued = notebook_fixtures(NOTEBOOK)`` at a test module's top level.
+    """
+
+    @pytest.fixture(scope="module")
+    def nb():
+        return nbformat.read(path, as_version=4)
+
+    @pytest.fixture(scope="module")
+    def glued(nb) -> dict:
+        """Every value the notebook glued, parsed from its stored outputs."""
+        return glued_values(nb)
+
+    return nb, glued

@@ -19,11 +19,10 @@ import json
 import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from chapter_tools import glued_values
+from chapter_tools import notebook_fixtures
 from scipy import integrate, optimize, special, stats
 
 import mlmhelpers as mh
@@ -39,15 +38,7 @@ Z975 = stats.norm.ppf(0.975)
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="module")
-def nb():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def glued(nb) -> dict:
-    """Every value the notebook glued, parsed from its stored outputs."""
-    return glued_values(nb)
+nb, glued = notebook_fixtures(NOTEBOOK)
 
 
 def outputs_text(nb) -> str:

@@ -20,11 +20,10 @@ import json
 import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from chapter_tools import glued_values, output_of
+from chapter_tools import notebook_fixtures, output_of
 from scipy import stats
 
 import mlmhelpers as mh
@@ -37,15 +36,7 @@ YEAR = "factor(year)2016"
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def nb():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def glued(nb) -> dict:
-    """Every value the notebook glued, parsed from its stored outputs."""
-    return glued_values(nb)
+nb, glued = notebook_fixtures(NOTEBOOK)
 
 
 

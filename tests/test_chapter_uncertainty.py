@@ -18,12 +18,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from chapter_tools import glued_values, output_of
+from chapter_tools import notebook_fixtures, output_of
 from scipy import optimize, stats
 
 import mlmhelpers as mh
@@ -63,15 +62,7 @@ R_FS_ML_SD = [13968.98750355, 560.93156551]  # ML fit of salary ~ experience + (
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def nb():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def glued(nb) -> dict:
-    """Every value the notebook glued, parsed from its stored outputs."""
-    return glued_values(nb)
+nb, glued = notebook_fixtures(NOTEBOOK)
 
 
 

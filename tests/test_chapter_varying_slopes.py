@@ -12,12 +12,11 @@ import re
 import warnings
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from chapter_tools import glued_values
+from chapter_tools import notebook_fixtures
 from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLMParams
 
@@ -35,15 +34,7 @@ F_UNCORR_C = f"{Y} ~ pov_c + (pov_c || stusps)"
 
 
 # ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def nb():
-    return nbformat.read(NOTEBOOK, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def glued(nb) -> dict:
-    """Every value the notebook glued, parsed from its stored outputs."""
-    return glued_values(nb)
+nb, glued = notebook_fixtures(NOTEBOOK)
 
 
 @pytest.fixture(scope="module")
