@@ -12,7 +12,7 @@ from scipy import stats
 
 from .family import Family
 from .formula import new_factor_codes, new_fixed_matrix, new_random_matrix
-from .results import SINGULAR_TOL, InformationCriteria, LmerSummary, _is_na_re_form
+from .results import SINGULAR_TOL, InformationCriteria, LmerSummary, _is_na_re_form, _pad, theta_names
 from .rprint import abbreviate, format_table, r_format
 
 __all__ = ["GlmerResult", "format_pvalues", "signif_stars"]
@@ -99,11 +99,6 @@ def _deparse_lines(label: str, formula: str, cutoff: int = 60) -> list[str]:
     return [f"{label} {lines[0]}"] + lines[1:]
 
 
-def _pad(cells: list[str]) -> list[str]:
-    width = max(len(c) for c in cells)
-    return [c.rjust(width) for c in cells]
-
-
 @dataclass(eq=False)
 class GlmerResult(InformationCriteria):
     """A generalized linear mixed model fitted by :func:`mlmhelpers.glmer`.
@@ -164,12 +159,7 @@ class GlmerResult(InformationCriteria):
     @property
     def theta(self) -> pd.Series:
         """Relative covariance parameters (R: ``getME(m, "theta")``)."""
-        names = []
-        for t in self.terms:
-            for r, c in zip(t.tmap.rows, t.tmap.cols, strict=True):
-                zr, zc = t.z_names[r], t.z_names[c]
-                names.append(f"{t.name}.{zr}" if r == c else f"{t.name}.{zr}.{zc}")
-        return pd.Series(self.fit.theta, index=names, name="theta")
+        return pd.Series(self.fit.theta, index=theta_names(self.terms), name="theta")
 
     @property
     def sigma(self) -> float:

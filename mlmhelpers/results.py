@@ -67,6 +67,16 @@ def _re_form_factors(re_form, terms: list[RandomEffectsTerm]) -> set[str]:
     return wanted
 
 
+def theta_names(terms: list[RandomEffectsTerm]) -> list[str]:
+    """lme4's names for θ: ``"g.(Intercept)"`` for a diagonal entry, ``"g.x.(Intercept)"`` below it."""
+    names = []
+    for t in terms:
+        for r, c in zip(t.tmap.rows, t.tmap.cols, strict=True):
+            zr, zc = t.z_names[r], t.z_names[c]
+            names.append(f"{t.name}.{zr}" if r == c else f"{t.name}.{zr}.{zc}")
+    return names
+
+
 class InformationCriteria:
     """AIC and BIC from the criterion at the optimum (``opt.fun`` = −2 logLik), ``npar`` and ``nobs``.
 
@@ -169,12 +179,7 @@ class LmerResult(InformationCriteria):
     @property
     def theta(self) -> pd.Series:
         """Relative covariance parameters (R: ``getME(m, "theta")``)."""
-        names = []
-        for t in self.terms:
-            for r, c in zip(t.tmap.rows, t.tmap.cols, strict=True):
-                zr, zc = t.z_names[r], t.z_names[c]
-                names.append(f"{t.name}.{zr}" if r == c else f"{t.name}.{zr}.{zc}")
-        return pd.Series(self.sol.theta, index=names, name="theta")
+        return pd.Series(self.sol.theta, index=theta_names(self.terms), name="theta")
 
     # ---------------------------------------------------------- fixed effects
     @property
