@@ -9,7 +9,7 @@ import pandas as pd
 
 from .formula import DesignMatrices, ParsedFormula, build_design, parse_formula
 from .messages import ConvergenceWarning, SingularFitWarning, warn
-from .optimize import optimize_theta
+from .optimize import central_gradient, forward_gradient, optimize_theta
 from .predictor import LinearPredictor
 from .response import GaussianResponse, ScaledTheta
 from .results import LmerResult
@@ -122,7 +122,7 @@ def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: s
                              canonical=lp.canonical, hess_step=1e-5 if resp.exact_gradient else 1e-3,
                              gtol=1e-8 if resp.exact_gradient else 1e-6,
                              search_gradient=None if resp.exact_gradient else
-                             (lambda th: _forward_gradient(resp.objective, th)),
+                             (lambda th: forward_gradient(resp.objective, th)),
                              newton=resp.objective_gradient_information if newton else None)
     else:
         # Search in the better-conditioned θ̃ (Λ = T L(θ̃)), report lme4's θ.
@@ -131,7 +131,7 @@ def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: s
 
         def fg(th):
             if not resp.exact_gradient:
-                return _central_gradient(f, th)
+                return central_gradient(f, th)
             val, G = resp.objective_and_gradient_matrix(scaled.lambdas(th))
             tmap = lp.terms[0].tmap
             return val, (scaled.T[0].T @ G)[tmap.rows, tmap.cols]
@@ -140,34 +140,8 @@ def _fit(parsed: ParsedFormula, design: DesignMatrices, reml: bool, data_name: s
         opt = optimize_theta(f, fg, theta0=start, is_diag=lp.is_diag, canonical=lp.canonical,
                              hess_step=1e-5 if resp.exact_gradient else 1e-3,
                              gtol=1e-8 if resp.exact_gradient else 1e-6,
-                             search_gradient=None if resp.exact_gradient else (lambda th: _forward_gradient(f, th)))
+                             search_gradient=None if resp.exact_gradient else (lambda th: forward_gradient(f, th)))
         opt = replace(opt, theta=scaled.to_theta(opt.theta), theta_search=opt.theta)
     sol = resp.pls(opt.theta)
     return LmerResult(parsed=parsed, design=design, predictor=lp, response=resp, sol=sol, opt=opt, REML=reml,
                       data_name=data_name, data=data)
-
-
-def _central_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
-    """``f(θ)`` and its central-difference gradient (relative step 1e-5)."""
-    theta = np.asarray(theta, dtype=float)
-    val = f(theta)
-    g = np.empty(theta.size)
-    for i in range(theta.size):
-        h = 1e-5 * max(1.0, abs(theta[i]))
-        e = np.zeros(theta.size)
-        e[i] = h
-        g[i] = (f(theta + e) - f(theta - e)) / (2 * h)
-    return val, g
-
-
-def _forward_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
-    """``f(θ)`` and a forward-difference gradient (step 1e-8 · max(1, |θ_i|)): cheap, for the search."""
-    theta = np.asarray(theta, dtype=float)
-    val = f(theta)
-    g = np.empty(theta.size)
-    for i in range(theta.size):
-        h = 1e-8 * max(1.0, abs(theta[i]))
-        e = np.zeros(theta.size)
-        e[i] = h
-        g[i] = (f(theta + e) - val) / h
-    return val, g

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-__all__ = ["OptimResult", "optimize_theta"]
+__all__ = ["OptimResult", "central_gradient", "forward_gradient", "optimize_theta"]
 
 
 @dataclass
@@ -28,6 +28,32 @@ class OptimResult:
     message: str
     #: θ in the optimiser's own parametrisation when it differs from lme4's (see ScaledTheta).
     theta_search: np.ndarray | None = None
+
+
+def central_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """``f(θ)`` and its central-difference gradient (relative step 1e-5)."""
+    theta = np.asarray(theta, dtype=float)
+    val = f(theta)
+    g = np.empty(theta.size)
+    for i in range(theta.size):
+        h = 1e-5 * max(1.0, abs(theta[i]))
+        e = np.zeros(theta.size)
+        e[i] = h
+        g[i] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return val, g
+
+
+def forward_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """``f(θ)`` and a forward-difference gradient (step 1e-8 · max(1, |θ_i|)): cheap, for the search."""
+    theta = np.asarray(theta, dtype=float)
+    val = f(theta)
+    g = np.empty(theta.size)
+    for i in range(theta.size):
+        h = 1e-8 * max(1.0, abs(theta[i]))
+        e = np.zeros(theta.size)
+        e[i] = h
+        g[i] = (f(theta + e) - val) / h
+    return val, g
 
 
 def _convergence_check(fg, theta: np.ndarray, lower: np.ndarray, tol: float = 2e-3,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blocks import bmm, group_sum, lmul, rmul, solve_lower, solve_upper_t
+from .optimize import central_gradient
 from .predictor import LinearPredictor, PLSSolution
 
 __all__ = ["GaussianResponse"]
@@ -122,14 +123,7 @@ class GaussianResponse:
         """The objective and its gradient (``(inf, nan)`` where undefined)."""
         theta = np.asarray(theta, dtype=float)
         if not self.exact_gradient:
-            f = self.objective(theta)
-            g = np.empty(theta.size)
-            for i in range(theta.size):
-                h = 1e-5 * max(1.0, abs(theta[i]))
-                e = np.zeros(theta.size)
-                e[i] = h
-                g[i] = (self.objective(theta + e) - self.objective(theta - e)) / (2 * h)
-            return f, g
+            return central_gradient(self.objective, theta)
         self.nfev += 1
         try:
             sol = self.pls(theta)
