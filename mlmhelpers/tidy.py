@@ -95,14 +95,7 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
         raise ValueError("exponentiate=True is for glmer fits with a logit or log link (odds or rate ratios).")
     if not isinstance(model, LmerResult):
         raise TypeError(f"tidy() needs a model fitted by lm(), lmer() or glmer(), got {type(model).__name__}.")
-    if effects is None:
-        effects = ["fixed", "ran_pars"]
-    elif isinstance(effects, str):
-        effects = [effects]
-    effects = list(effects)
-    bad = [e for e in effects if e not in _LMER_EFFECTS]
-    if bad:
-        raise ValueError(f"Unknown effects {bad}; choose from {list(_LMER_EFFECTS)}.")
+    effects = _effects_list(effects)
     from .inference import coef as mh_coef
     from .inference import ranef as mh_ranef
     from .inference import se_ranef as mh_se_ranef
