@@ -12,7 +12,7 @@ from scipy import stats
 
 from .family import Family
 from .formula import new_factor_codes, new_fixed_matrix, new_random_matrix
-from .results import SINGULAR_TOL, InformationCriteria, LmerSummary, _is_na_re_form, _pad, theta_names
+from .results import SINGULAR_TOL, InformationCriteria, LmerSummary, _is_na_re_form, _pad, theta_names, varcorr_lines
 from .rprint import abbreviate, format_table, r_format
 
 __all__ = ["GlmerResult", "format_pvalues", "signif_stars"]
@@ -496,31 +496,7 @@ class GlmerResult(InformationCriteria):
         return [" ".join(n.rjust(w) for n in names), " ".join(c.rjust(w) for c in cells)]
 
     def _varcorr_lines(self, sd_only: bool = False) -> list[str]:
-        blocks = self._covariance_blocks()
-        rows, variances, sds, corrs = [], [], [], []
-        max_q = max(len(n) for _, n, _ in blocks)
-        for label, names, cov in blocks:
-            sd = np.sqrt(np.diag(cov))
-            for i, n in enumerate(names):
-                rows.append([label if i == 0 else "", n])
-                variances.append(cov[i, i])
-                sds.append(sd[i])
-                corrs.append([f"{cov[i, j] / (sd[i] * sd[j]):.2f}" if sd[i] > 0 and sd[j] > 0 else "NaN"
-                              for j in range(i)])
-        v_str = _pad(r_format(variances, 4))
-        s_str = _pad(r_format(sds, 4))
-        header = ["Groups", "Name"] + (["Std.Dev."] if sd_only else ["Variance", "Std.Dev."])
-        has_corr = max_q > 1
-        if has_corr:
-            header += ["Corr"] + [""] * (max_q - 2)
-        table = []
-        for r, v, s, c in zip(rows, v_str, s_str, corrs, strict=True):
-            line = r + ([s] if sd_only else [v, s])
-            if has_corr:
-                line += c + [""] * (max_q - 1 - len(c))
-            table.append(line)
-        text = format_table(table, header=header, align=["l"] * len(header))
-        return [" " + line for line in text.split("\n")]
+        return varcorr_lines(self._covariance_blocks(), None, sd_only)
 
     def _groups_line(self) -> str:
         parts = "; ".join(f"{t.name}, {t.nlevels}" for t in self.terms)

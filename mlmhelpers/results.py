@@ -77,6 +77,46 @@ def theta_names(terms: list[RandomEffectsTerm]) -> list[str]:
     return names
 
 
+def varcorr_lines(blocks: list[tuple[str, list[str], np.ndarray]], residual_sd: float | None,
+                  sd_only: bool = False) -> list[str]:
+    """lme4's "Random effects:" table (``print(VarCorr(m))``), line by line.
+
+    ``blocks`` are (group label, column names, covariance matrix); ``residual_sd``
+    adds the "Residual" row (``None`` for a GLMM, which has none).
+    """
+    rows, variances, sds, corrs = [], [], [], []
+    max_q = max(len(n) for _, n, _ in blocks)
+    for label, names, cov in blocks:
+        sd = np.sqrt(np.diag(cov))
+        for i, n in enumerate(names):
+            rows.append([label if i == 0 else "", n])
+            variances.append(cov[i, i])
+            sds.append(sd[i])
+            corrs.append([f"{cov[i, j] / (sd[i] * sd[j]):.2f}" if sd[i] > 0 and sd[j] > 0 else "NaN"
+                          for j in range(i)])
+    if residual_sd is not None:
+        rows.append(["Residual", ""])
+        variances.append(residual_sd**2)
+        sds.append(residual_sd)
+        corrs.append([])
+    # R pads each formatted column to a common width, then prints the
+    # character matrix left-aligned.
+    v_str = _pad(r_format(variances, 4))
+    s_str = _pad(r_format(sds, 4))
+    header = ["Groups", "Name"] + (["Std.Dev."] if sd_only else ["Variance", "Std.Dev."])
+    has_corr = max_q > 1
+    if has_corr:
+        header += ["Corr"] + [""] * (max_q - 2)
+    table = []
+    for r, v, s, c in zip(rows, v_str, s_str, corrs, strict=True):
+        line = r + ([s] if sd_only else [v, s])
+        if has_corr:
+            line += c + [""] * (max_q - 1 - len(c))
+        table.append(line)
+    text = format_table(table, header=header, align=["l"] * len(header))
+    return [" " + line for line in text.split("\n")]
+
+
 class InformationCriteria:
     """AIC and BIC from the criterion at the optimum (``opt.fun`` = −2 logLik), ``npar`` and ``nobs``.
 
@@ -489,39 +529,7 @@ class LmerResult(InformationCriteria):
         return f"Number of obs: {self.nobs}, groups:  {groups}"
 
     def _varcorr_lines(self, sd_only: bool = False) -> list[str]:
-        blocks = self._covariance_blocks()
-        rows, variances, sds, corrs = [], [], [], []
-        max_q = max(len(n) for _, n, _ in blocks)
-        for label, names, cov in blocks:
-            sd = np.sqrt(np.diag(cov))
-            for i, n in enumerate(names):
-                rows.append([label if i == 0 else "", n])
-                variances.append(cov[i, i])
-                sds.append(sd[i])
-                corrs.append([f"{cov[i, j] / (sd[i] * sd[j]):.2f}" if sd[i] > 0 and sd[j] > 0 else "NaN"
-                              for j in range(i)])
-        rows.append(["Residual", ""])
-        variances.append(self.sigma**2)
-        sds.append(self.sigma)
-        corrs.append([])
-        # R pads each formatted column to a common width, then prints the
-        # character matrix left-aligned.
-        v_str = _pad(r_format(variances, 4))
-        s_str = _pad(r_format(sds, 4))
-        header = ["Groups", "Name"] + (["Std.Dev."] if sd_only else ["Variance", "Std.Dev."])
-        has_corr = max_q > 1
-        if has_corr:
-            header += ["Corr"] + [""] * (max_q - 2)
-        table = []
-        for r, v, s, c in zip(rows, v_str, s_str, corrs, strict=True):
-            line = r + ([s] if sd_only else [v, s])
-            if has_corr:
-                line += c + [""] * (max_q - 1 - len(c))
-            table.append(line)
-        ncol = len(header)
-        align = ["l"] * ncol
-        text = format_table(table, header=header, align=align)
-        return [" " + line for line in text.split("\n")]
+        return varcorr_lines(self._covariance_blocks(), self.sigma, sd_only)
 
     def _scaled_residual_lines(self) -> list[str]:
         r = self.residuals(scaled=True).to_numpy()
