@@ -16,6 +16,7 @@ This follows MixedModels.jl's ``ReMat`` and lme4's ``reTrms``; the engine
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -171,6 +172,23 @@ class RandomEffectsTerm:
     @property
     def n_theta(self) -> int:
         return self.tmap.size
+
+    @functools.cached_property
+    def _indicator(self):
+        """The levels × rows indicator matrix (CSR), built on first use."""
+        from scipy import sparse
+
+        n = len(self.codes)
+        return sparse.csr_matrix((np.ones(n), (self.codes, np.arange(n))), shape=(self.nlevels, n))
+
+    def sum_by_level(self, values: np.ndarray) -> np.ndarray:
+        """Sums of ``values`` (n, or n × m) over the rows of each level: (nlevels,) or (nlevels, m).
+
+        One sparse product for all columns: several ``np.bincount`` calls cost
+        more, most of all on data sorted by group, where each addition waits
+        for the previous one to the same bin.
+        """
+        return self._indicator @ values
 
     def block_labels(self) -> list[str]:
         """lme4's label of each covariance block: ``g``, ``g.1``, ``g.2``, …"""

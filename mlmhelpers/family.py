@@ -37,6 +37,9 @@ class Link:
     linkfun: Callable[[np.ndarray], np.ndarray]
     linkinv: Callable[[np.ndarray], np.ndarray]
     mu_eta: Callable[[np.ndarray], np.ndarray]
+    #: d²μ/dη², the derivative of ``mu_eta`` (0 where R's guards hold ``mu_eta`` constant);
+    #: not in R's link objects: the exact gradient of glmer's Laplace deviance needs it.
+    mu_eta_deriv: Callable[[np.ndarray], np.ndarray]
 
 
 def _logit_linkinv(eta):
@@ -75,6 +78,25 @@ def _cloglog_mu_eta(eta):
     return np.maximum(np.exp(eta - np.exp(eta)), _EPS)
 
 
+def _logit_mu_eta_deriv(eta):
+    eta = np.asarray(eta, dtype=float)
+    mu = _logit_linkinv(eta)
+    return np.where(np.abs(eta) > _THRESH, 0.0, mu * (1.0 - mu) * (1.0 - 2.0 * mu))
+
+
+def _probit_mu_eta_deriv(eta):
+    eta = np.asarray(eta, dtype=float)
+    pdf = stats.norm.pdf(eta)
+    return np.where(pdf > _EPS, -eta * pdf, 0.0)
+
+
+def _cloglog_mu_eta_deriv(eta):
+    eta = np.asarray(eta, dtype=float)
+    e = np.exp(np.minimum(eta, 700.0))
+    me = np.exp(np.minimum(eta, 700.0) - e)
+    return np.where(me > _EPS, me * (1.0 - e), 0.0)
+
+
 _LOG_MAX = float(np.log(np.finfo(float).max))
 
 
@@ -84,11 +106,12 @@ def _log_linkinv(eta):
 
 
 LINKS: dict[str, Link] = {
-    "logit": Link("logit", special.logit, _logit_linkinv, _logit_mu_eta),
-    "probit": Link("probit", lambda mu: special.ndtri(np.asarray(mu, dtype=float)), _probit_linkinv, _probit_mu_eta),
+    "logit": Link("logit", special.logit, _logit_linkinv, _logit_mu_eta, _logit_mu_eta_deriv),
+    "probit": Link("probit", lambda mu: special.ndtri(np.asarray(mu, dtype=float)), _probit_linkinv, _probit_mu_eta,
+                   _probit_mu_eta_deriv),
     "cloglog": Link("cloglog", lambda mu: np.log(-np.log1p(-np.asarray(mu, dtype=float))),
-                    _cloglog_linkinv, _cloglog_mu_eta),
-    "log": Link("log", lambda mu: np.log(np.asarray(mu, dtype=float)), _log_linkinv, _log_linkinv),
+                    _cloglog_linkinv, _cloglog_mu_eta, _cloglog_mu_eta_deriv),
+    "log": Link("log", lambda mu: np.log(np.asarray(mu, dtype=float)), _log_linkinv, _log_linkinv, _log_linkinv),
 }
 
 
@@ -127,6 +150,10 @@ class Family:
 
     # distribution ---------------------------------------------------------
     def variance(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def variance_deriv(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """dV/dμ (not in R's family objects; the exact gradient of glmer's Laplace deviance needs it)."""
         raise NotImplementedError
 
     def dev_resids(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
@@ -182,6 +209,9 @@ class _Binomial(Family):
     def variance(self, mu):
         return mu * (1.0 - mu)
 
+    def variance_deriv(self, mu):
+        return 1.0 - 2.0 * np.asarray(mu, dtype=float)
+
     def kernel(self, y, mu):
         return special.xlogy(y, mu) + special.xlogy(1.0 - y, 1.0 - mu)
 
@@ -219,6 +249,9 @@ class _Poisson(Family):
 
     def variance(self, mu):
         return mu
+
+    def variance_deriv(self, mu):
+        return np.ones_like(np.asarray(mu, dtype=float))
 
     def kernel(self, y, mu):
         return special.xlogy(y, mu) - mu

