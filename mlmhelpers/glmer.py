@@ -579,6 +579,17 @@ class _FiniteDifferences:
         """PIRLS's start for the modes at ``x + dx``."""
         return ux if self.D is None else ux + self.D @ dx
 
+    def small_step(self, decrement: float, step: np.ndarray, x: np.ndarray, fx: float) -> bool:
+        """Stop the quasi-Newton steps: the predicted decrease is below 1e-12 of the deviance."""
+        return decrement < 1e-12 * (abs(fx) + 1.0)
+
+    def within_rounding(self, f_new: float, fx: float) -> bool:
+        """Whether ``f_new`` equals ``fx`` within rounding (only exact gradients can go on from there)."""
+        return False
+
+    def gradient_shrinks(self, x, fx, ux, g) -> bool:  # pragma: no cover - needs within_rounding
+        return False
+
 
 class _ExactGradient(_FiniteDifferences):
     """Stage 2's derivatives from the exact gradient (:func:`laplace_gradient`; one scalar term).
@@ -602,6 +613,8 @@ class _ExactGradient(_FiniteDifferences):
         return self.model.exact_gradient(self.model.last_fit) if np.isfinite(f) else None
 
     def gradient(self, x, fx, ux) -> np.ndarray:
+        if self.last is not None and np.array_equal(self.last[0], x):
+            return self.last[1]
         fit = self.model.last_fit  # the line search's accepted point is its last evaluation
         at_x = fit is not None and np.array_equal(np.concatenate([fit.theta, fit.beta]), x)
         out = self.model.exact_gradient(fit) if at_x else self._exact(x, ux)
@@ -611,6 +624,18 @@ class _ExactGradient(_FiniteDifferences):
         self.cache, self.D = None, out[1]
         self.last = (x.copy(), out[0])
         return out[0]
+
+    def small_step(self, decrement: float, step: np.ndarray, x: np.ndarray, fx: float) -> bool:
+        """Stop when the step is below 1e-9 (relative to 1 + |x|): with exact gradients the optimum
+        is found to that precision whatever the path, so the Hessian (for vcov) is taken at the
+        same point to ~1e-9 and the printed digits do not depend on the start."""
+        return bool(np.all(np.abs(step) <= 1e-9 * (1.0 + np.abs(x))))
+
+    def within_rounding(self, f_new: float, fx: float) -> bool:
+        return abs(f_new - fx) <= 1e-14 * (abs(fx) + 1.0)
+
+    def gradient_shrinks(self, x, fx, ux, g) -> bool:
+        return bool(np.linalg.norm(self.gradient(x, fx, ux)) < np.linalg.norm(g))
 
     def _differences(self, x, ux, axes):
         """The columns ``(g(x + heᵢ) − g(x − heᵢ)) / 2h`` for ``i`` in ``axes`` (None if one is unavailable)."""
@@ -641,11 +666,11 @@ class _ExactGradient(_FiniteDifferences):
         return hd
 
     def hessian(self, x, fx, ux) -> tuple[np.ndarray, np.ndarray]:
-        if self.last is not None and np.array_equal(self.last[0], x):
+        g = self.gradient(x, fx, ux)  # exact (remembered) unless μ sits at R's guards at x
+        if self.last is not None:
             H = self._differences(x, ux, range(len(x)))
             if H is not None:
-                return self.last[1], 0.5 * (H + H.T)
-        if self.cache is None or self.last is not None:  # no finite-difference gradient at x yet
+                return g, 0.5 * (H + H.T)
             self.last = None
             _FiniteDifferences.gradient(self, x, fx, ux)
         return super().hessian(x, fx, ux)
@@ -665,7 +690,7 @@ def _cubic_min(p0: tuple[float, float, float], p1: tuple[float, float, float]) -
     return t1 - (t1 - t0) * (g1 + d2 - d1) / den if den != 0 else np.nan
 
 
-def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> float | None:
+def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> tuple[float, float | None] | None:
     """Stage 1's θ for one scalar θ, from the deviance and its exact slope
     (:meth:`GlmerModel.stage1_value_slope`).
 
@@ -677,7 +702,10 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> float | 
     half the deviance evaluations of Brent's minimiser on the values alone.
     When the slope stays positive down to θ = 1e-4 the minimum is at (or next
     to) the boundary θ = 0, and that small θ is returned: stage 2 finishes.
-    None if a slope is unavailable (the caller then minimises the values).
+
+    Returns ``(θ, curvature)``, the curvature (the secant of the last two
+    slopes, None if there were none) scaling stage 2's first step; or None
+    if a slope is unavailable (the caller then minimises the values).
     """
 
     def fg(t: float) -> tuple[float, float]:
@@ -697,7 +725,7 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> float | 
         while lo is None:
             t /= 4.0
             if t < 1e-4:
-                return t
+                return t, None
             f, g = fg(t)
             if g > 0:
                 hi = (t, f, g)
@@ -706,7 +734,7 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> float | 
         while hi is None:
             t *= 2.0
             if t > 1e3:
-                return lo[0]
+                return lo[0], None
             f, g = fg(t)
             if g < 0:
                 lo = (t, f, g)
@@ -716,12 +744,14 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> float | 
         t = None
         for _ in range(60):
             (a, _, ga), (b, _, gb) = lo, hi
+            (t_a, _, g_a), (t_b, _, g_b) = last
+            curvature = (g_b - g_a) / (t_b - t_a)
             if ga == 0.0 or gb == 0.0:
-                return a if ga == 0.0 else b
+                return (a if ga == 0.0 else b), curvature
             width = abs(b - a)
             cands = [c for c in (_cubic_min(*last), _cubic_min(lo, hi)) if min(a, b) <= c <= max(a, b)]
             if t is not None and cands and abs(cands[0] - t) < xtol:
-                return float(cands[0])  # converged: the next step would be shorter than xtol
+                return float(cands[0]), curvature  # converged: the next step would be shorter than xtol
             inside = [c for c in cands if min(a, b) + 1e-3 * width < c < max(a, b) - 1e-3 * width]
             t = inside[0] if inside else 0.5 * (a + b)
             f, g = fg(t)
@@ -731,8 +761,8 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> float | 
             else:
                 hi = (t, f, g)
             if width < xtol:
-                return float(t)
-        return float(t)
+                return float(t), None
+        return float(t), None
     except PIRLSError:
         return None
 
@@ -755,10 +785,11 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
     model._beta = beta0.copy()
     f1 = model.deviance_stage1
     with np.errstate(all="ignore"):
-        theta_exact = (_stage1_scalar(model, float(theta0[0]))
-                       if k == 1 and model.nAGQ >= 1 and _scalar_term(model.pred) is not None else None)
-        if theta_exact is not None:
-            theta1 = np.array([theta_exact])
+        stage1 = (_stage1_scalar(model, float(theta0[0]))
+                  if k == 1 and model.nAGQ >= 1 and _scalar_term(model.pred) is not None else None)
+        curvature1 = None
+        if stage1 is not None:
+            theta1, curvature1 = np.array([stage1[0]]), stage1[1]
         elif k == 1:
             upper = 2.0
             while upper < 1e3 and f1(np.array([upper])) < f1(np.array([upper / 2])):
@@ -796,7 +827,9 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
     converged, message, H = False, "", None
     with np.errstate(all="ignore"):
         g = deriv.gradient(x, fx, ux)
-        hd = deriv.curvature(x, fx, ux)
+        # θ's curvature for the first step: stage 1's (β profiled, so at most the full one) if it has one
+        hd = (np.array([curvature1]) if curvature1 is not None and curvature1 > 0
+              else deriv.curvature(x, fx, ux))
         B = np.zeros((d, d))
         B[:k, :k] = np.diag(np.where(hd[:k] > 0, hd[:k], 1.0))
         B[k:, k:] = B_beta
@@ -808,7 +841,7 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
                 if not np.isfinite(decrement):
                     message = "non-finite gradient"
                     break
-                if decrement < 1e-12 * (abs(fx) + 1.0):
+                if deriv.small_step(decrement, step, x, fx):
                     break
                 t, accepted = 1.0, False
                 for _ls in range(40):
@@ -816,6 +849,10 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
                     f_new, u_new = f2(x_new, deriv.start(ux, x_new - x))
                     if np.isfinite(f_new) and f_new < fx:
                         accepted = True
+                        break
+                    if np.isfinite(f_new) and deriv.within_rounding(f_new, fx):
+                        # no measurable change of the deviance: accept if the gradient shrinks, else stop
+                        accepted = deriv.gradient_shrinks(x_new, f_new, u_new, g)
                         break
                     t *= 0.5
                 if not accepted:

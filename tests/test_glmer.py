@@ -503,11 +503,15 @@ def test_first_stage_root_is_brents_minimum(case, cbpp, counts):
         md._beta = glm_start(design.X, resp)
         return md
 
-    theta = _stage1_scalar(model(), 1.0, xtol=1e-7)
+    theta, curvature = _stage1_scalar(model(), 1.0, xtol=1e-7)
     md = model()
     brent = optimize.minimize_scalar(lambda t: md.deviance_stage1(np.array([t])), bounds=(0.0, 3.0),
                                      method="bounded", options={"xatol": 1e-7})
     assert theta == pytest.approx(brent.x, abs=1e-5)
+    h = 1e-3  # the curvature handed to stage 2: the profiled deviance's second derivative (to ~1 %)
+    second = (md.deviance_stage1(np.array([theta + h])) - 2 * md.deviance_stage1(np.array([theta]))
+              + md.deviance_stage1(np.array([theta - h]))) / h**2
+    assert curvature == pytest.approx(second, rel=0.05)
 
 
 def test_cubic_step_is_exact_for_a_cubic():
