@@ -154,11 +154,10 @@ def _scalar_joint_solve(X, XtX_rows, dzX, dz, dz2, term, w, z):
     """
     p = X.shape[1]
     wdz = w * dz
-    sums = term.sum_by_level(np.column_stack([wdz * dz, wdz * z, dzX * w[:, None]]))
-    L2 = 1.0 + sums[:, 0]
-    c = sums[:, 1]
-    C = sums[:, 2:]
-    XtWX = (w @ XtX_rows).reshape(p, p)
+    L2 = 1.0 + term.sum_by_level(wdz * dz)
+    c = term.sum_by_level(wdz * z)
+    C = term.sum_by_level(dzX * w[:, None])
+    XtWX = (w @ XtX_rows).reshape(p, p) if XtX_rows is not None else X.T @ (w[:, None] * X)
     Cs = C / np.sqrt(L2)[:, None]
     schur = XtWX - Cs.T @ Cs
     rhs = X.T @ (w * z) - C.T @ (c / L2)
@@ -168,7 +167,8 @@ def _scalar_joint_solve(X, XtX_rows, dzX, dz, dz2, term, w, z):
 
 def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.ndarray,
           u0: np.ndarray | None = None, *, u_only: bool = True, tol: float = 1e-12, step_tol: float = 1e-9,
-          maxit: int = 200, max_halvings: int = 30, fast: bool = True) -> PIRLSResult:
+          maxit: int = 200, max_halvings: int = 30, fast: bool = True,
+          x_outer: np.ndarray | None = None) -> PIRLSResult:
     """Penalised iteratively reweighted least squares for the conditional modes.
 
     Minimises the penalised deviance ``Σ dev.resids(y, μ) + ‖u‖²`` over u
@@ -191,6 +191,9 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
     The joint (β, u) solve of a single scalar term is likewise done with
     per-level sums (:func:`_scalar_joint_solve`). ``fast=False`` uses the
     predictor in every case; tests check both paths against a dense solve.
+    ``x_outer`` (:func:`x_outer_rows` of ``X``) saves recomputing the rows'
+    outer products that the joint scalar solve uses, when a caller fits the
+    same ``X`` many times.
 
     Raises
     ------
@@ -200,10 +203,22 @@ def pirls(pred, X: np.ndarray, resp: GLMResponse, theta: np.ndarray, beta: np.nd
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         return _pirls(pred, X, resp, np.asarray(theta, dtype=float), np.asarray(beta, dtype=float).copy(),
-                      u0, u_only, tol, step_tol, maxit, max_halvings, fast)
+                      u0, u_only, tol, step_tol, maxit, max_halvings, fast, x_outer)
 
 
-def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_halvings, fast) -> PIRLSResult:
+_X_OUTER_MAX = 4_000_000  # n·p² above which XᵀWX is a matrix product instead (32 MB)
+
+
+def x_outer_rows(X: np.ndarray) -> np.ndarray | None:
+    """Each row's outer product ``xᵢxᵢᵀ``, flattened (n × p²): ``w @ x_outer_rows(X)`` is ``XᵀWX`` by one
+    matrix-vector product (no BLAS-3 call, which OpenBLAS may thread for tiny p). None when it
+    would take more than 32 MB."""
+    n, p = X.shape
+    return np.einsum("ni,nj->nij", X, X).reshape(n, -1) if n * p * p <= _X_OUTER_MAX else None
+
+
+def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_halvings, fast,
+           x_outer=None) -> PIRLSResult:
     u = np.zeros(pred.q) if u0 is None else np.asarray(u0, dtype=float).copy()
     term = _scalar_term(pred) if fast else None
     if term is not None:
@@ -212,7 +227,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
         dz2 = dz * dz
         fixed = resp.offset + X @ beta
         if not u_only:
-            XtX_rows = np.einsum("ni,nj->nij", X, X).reshape(len(X), -1)
+            XtX_rows = x_outer_rows(X) if x_outer is None else x_outer
             dzX = dz[:, None] * X
 
         def eta_of(b, uu):
@@ -231,8 +246,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
         z = state.eta - resp.offset + state.wres  # working response, offset removed
         if term is not None and u_only:
             wdz = state.sqrtw ** 2 * dz
-            sums = term.sum_by_level(np.column_stack([wdz * (z - fixed + resp.offset), wdz * dz]))
-            new_u = sums[:, 0] / (1.0 + sums[:, 1])
+            new_u = term.sum_by_level(wdz * (z - fixed + resp.offset)) / (1.0 + term.sum_by_level(wdz * dz))
             new_beta = beta
         elif term is not None:
             new_beta, new_u = _scalar_joint_solve(X, XtX_rows, dzX, dz, dz2, term, state.sqrtw ** 2, z)
@@ -374,12 +388,12 @@ def laplace_gradient(pred, X: np.ndarray, resp: GLMResponse, fit: PIRLSResult, *
     aa = a * a
     d2a = d2 * a
     p = X.shape[1]
-    sums = term.sum_by_level(np.column_stack([w * aa, d2 * aa, d1 * z, d2a * e0, d2a[:, None] * X]))
-    inv_L2 = 1.0 / (1.0 + sums[:, 0])[codes]
-    H = 2.0 + sums[:, 1]
-    b1 = sums[:, 2]
-    G = sums[:, 3:]
-    G[:, 0] += b1
+    inv_L2 = 1.0 / (1.0 + term.sum_by_level(w * aa))[codes]
+    H = 2.0 + term.sum_by_level(d2 * aa)
+    b1 = term.sum_by_level(d1 * z)
+    G = np.empty((len(H), 1 + p))
+    G[:, 0] = term.sum_by_level(d2a * e0) + b1
+    G[:, 1:] = term.sum_by_level(d2a[:, None] * X)
     du = -G / H[:, None]
     c = w1 * aa * inv_L2
     q_H = (lam * b1 + 2.0 * u + term.sum_by_level(c * a)) / H

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from .glm_response import (
     laplace_deviance,
     laplace_gradient,
     pirls,
+    x_outer_rows,
 )
 from .messages import (
     ConvergenceWarning,
@@ -365,7 +367,16 @@ class GlmerModel:
         self._u = np.zeros(pred.q)
         self._u_at = None  # (θ, √w) of the last stage-1 modes, for _rescaled_u
         self.last_fit = None  # the PIRLS result of the last evaluation
+        self._x_outer = None
         self.nfev = 0
+
+    @property
+    def x_outer(self) -> np.ndarray | None:
+        """X's rows' outer products for stage 1's joint PIRLS solves of a single scalar term (computed
+        once; None otherwise or if too large: see :func:`x_outer_rows`)."""
+        if self._x_outer is None and _scalar_term(self.pred) is not None:
+            self._x_outer = x_outer_rows(self.X)
+        return self._x_outer
 
     # -- stage 1: θ only; β and u by PIRLS (lme4's nAGQ = 0 deviance)
     def deviance_stage1(self, theta: np.ndarray) -> float:
@@ -374,6 +385,7 @@ class GlmerModel:
         tol, step_tol = (1e-12, 1e-9) if self.nAGQ == 0 else (1e-8, 1e-5)
         try:
             fit = pirls(self.pred, self.X, self.resp, theta, self._beta, self._rescaled_u(theta), u_only=False,
+                        x_outer=self.x_outer,
                         tol=tol, step_tol=step_tol)
         except (PIRLSError, np.linalg.LinAlgError):
             self.last_fit = None
@@ -802,7 +814,8 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
             res = optimize.minimize(f1, theta0, method="L-BFGS-B", bounds=bounds,
                                     options={"ftol": 1e-12 if model.nAGQ == 0 else 1e-8, "eps": 1e-5})
             theta1 = np.asarray(res.x, dtype=float)
-        fit1 = pirls(model.pred, model.X, model.resp, theta1, model._beta, model._u, u_only=False)
+        fit1 = pirls(model.pred, model.X, model.resp, theta1, model._beta, model._u, u_only=False,
+                     x_outer=model.x_outer)
     beta1 = fit1.beta.copy()
     model._beta, model._u = beta1, fit1.u
     if model.nAGQ == 0:
@@ -912,6 +925,8 @@ def _build(formula: str, data: pd.DataFrame, family, weights, offset, nAGQ):
     if design.X.shape[1] >= design.X.shape[0]:
         raise ValueError(f"{design.X.shape[1]} fixed effects for {design.X.shape[0]} observations: "
                          "too few observations.")
+    # Row-major X: PIRLS stacks X's columns with per-row vectors for level sums (one copy-free product)
+    design = dataclasses.replace(design, X=np.ascontiguousarray(design.X))
     pred = LinearPredictor(design.X, design.terms, qr=design.x_qr)
     resp = GLMResponse(mf.y, fam, weights=mf.weights, offset=mf.offset)
     return fam, mf, design, pred, resp

@@ -290,3 +290,16 @@ def test_laplace_gradient_only_for_one_scalar_term(cbpp):
     X, pred, resp, x = _gradient_setup("logit", cbpp)
     fit = pirls(pred, X, resp, x[:1], np.array([40.0, 0.0, 0.0, 0.0]))
     assert laplace_gradient(pred, X, resp, fit) is None
+
+
+def test_joint_scalar_solve_without_the_rows_outer_products(cbpp, monkeypatch):
+    """Above 32 MB of row outer products the joint solve forms XᵀWX by a matrix product: same modes."""
+    import mlmhelpers.glm_response as gr
+
+    design, pred, resp, theta, beta = _setup("scalar", cbpp)
+    with_rows = pirls(pred, design.X, resp, theta, beta, u_only=False)
+    monkeypatch.setattr(gr, "_X_OUTER_MAX", 0)
+    assert gr.x_outer_rows(design.X) is None
+    without = pirls(pred, design.X, resp, theta, beta, u_only=False)
+    np.testing.assert_allclose(without.beta, with_rows.beta, rtol=1e-10)
+    np.testing.assert_allclose(without.u, with_rows.u, rtol=1e-10, atol=1e-12)
