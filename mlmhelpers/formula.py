@@ -500,12 +500,15 @@ def build_design(
     *,
     require_random: bool,
     check_nobs: bool = True,
+    complete: bool = False,
 ) -> DesignMatrices:
     """Validate ``data`` and build the arrays for ``parsed``.
 
     Rows with a missing value in any variable the model uses are dropped, as
     R's default ``na.action = na.omit`` does, and a warning says how many.
-    The caller's DataFrame is never modified.
+    The caller's DataFrame is never modified. ``complete=True`` says that the
+    caller has already done this (``glmer``'s model frame holds only complete
+    rows of the model's columns): ``data`` is then used as it is.
     """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
@@ -546,8 +549,8 @@ def build_design(
     _check_columns(data, set(groups_used), "grouping factor")
 
     used = sorted(resp_vars | fixed_vars | rand_vars | set(groups_used))
-    frame = data.loc[:, used]
-    incomplete = frame.isna().any(axis=1).to_numpy()
+    frame = data if complete else data.loc[:, used]
+    incomplete = np.zeros(len(frame), dtype=bool) if complete else frame.isna().any(axis=1).to_numpy()
     n_dropped = int(incomplete.sum())
     if n_dropped == len(frame):
         raise ValueError("Every row has a missing value in a model variable; nothing to fit.")

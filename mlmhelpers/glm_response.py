@@ -33,7 +33,7 @@ from scipy.special import logsumexp
 from .family import Family
 
 __all__ = ["GLMResponse", "PIRLSError", "PIRLSResult", "pirls", "laplace_deviance", "laplace_gradient",
-           "LaplaceDerivatives", "agq_deviance", "gh_rule"]
+           "LaplaceDerivatives", "moment_theta", "agq_deviance", "gh_rule"]
 
 
 class PIRLSError(RuntimeError):
@@ -312,6 +312,32 @@ def laplace_deviance(resp: GLMResponse, fit: PIRLSResult) -> float:
     at the modes, lme4's ``glmResp::Laplace``.
     """
     return float(fit.pdev + np.sum(resp.c_sat) + fit.ldL2)
+
+
+def moment_theta(pred, X: np.ndarray, resp: GLMResponse, beta: np.ndarray) -> float | None:
+    """A moment estimate of θ for one scalar random-effects term, from the GLM fit at ``beta``.
+
+    On the working scale of the GLM without random effects, level ``j``'s
+    weighted mean working residual ``b_j = Σ wᵢzᵢrᵢ / S_j`` (``S_j = Σ wᵢzᵢ²``)
+    estimates its random effect with sampling variance ``1/S_j``, so
+    ``mean(b_j² − 1/S_j)`` estimates the random effects' variance, which is
+    θ² in a GLMM (no scale parameter). Only a start for the first stage
+    (within ~40 % of the estimate on the course's data sets). None if the
+    model is not a single scalar term.
+    """
+    term = _scalar_term(pred)
+    if term is None:
+        return None
+    st = resp.update(resp.offset + X @ beta)
+    z = term.Z[:, 0]
+    wz = st.sqrtw * st.sqrtw * z
+    S = term.sum_by_level(wz * z)
+    used = S > 0
+    if not used.any():
+        return None
+    b = term.sum_by_level(wz * st.wres)[used] / S[used]
+    s2 = float(np.mean(b * b - 1.0 / S[used]))
+    return float(np.sqrt(s2)) if np.isfinite(s2) and s2 > 0 else 0.0
 
 
 @dataclass

@@ -23,6 +23,7 @@ from .glm_response import (
     agq_deviance,
     laplace_deviance,
     laplace_gradient,
+    moment_theta,
     pirls,
     x_outer_rows,
 )
@@ -706,7 +707,8 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> tuple[fl
     """Stage 1's θ for one scalar θ, from the deviance and its exact slope
     (:meth:`GlmerModel.stage1_value_slope`).
 
-    From ``t0``, steps up (×2) or down (÷4) until the slope changes sign; then
+    From ``t0``, steps up or down (1.5 times the secant step of the slopes,
+    by factors between 1.25 and 4) until the slope changes sign; then
     the minimiser of the cubic through the values and slopes of the two latest
     points (or else of the bracket's ends; else the bracket's midpoint)
     replaces the end with the slope of its sign, until θ moves by less than
@@ -727,32 +729,32 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> tuple[fl
         return f, g
 
     try:
-        f, g = fg(t0)
-        lo = hi = None
-        if g < 0:
-            lo = (t0, f, g)
-        else:
-            hi = (t0, f, g)
         t = t0
-        while lo is None:
-            t /= 4.0
-            if t < 1e-4:
-                return t, None
-            f, g = fg(t)
-            if g > 0:
-                hi = (t, f, g)
-            else:
-                lo = (t, f, g)
-        while hi is None:
-            t *= 2.0
-            if t > 1e3:
-                return lo[0], None
-            f, g = fg(t)
+        f, g = fg(t)
+        lo, hi, prev = None, None, None
+        while True:
             if g < 0:
                 lo = (t, f, g)
             else:
                 hi = (t, f, g)
-        last = [lo, hi]  # the two most recent points (for the local cubic)
+            if lo is not None and hi is not None:
+                break
+            # no bracket yet: 1.5 times the secant-Newton step (to overshoot the root), between
+            # 1.25 and 4 times θ away from it; the first step is a factor of 1.5
+            up = g < 0
+            factor = 1.5
+            if prev is not None and (g - prev[2]) / (t - prev[0]) > 0:
+                t_newton = t - 1.5 * g * (t - prev[0]) / (g - prev[2])
+                # (a step to θ ≤ 0 means the slopes point to the boundary: the largest factor)
+                factor = 4.0 if t_newton <= 0 else float(np.clip(t_newton / t if up else t / t_newton, 1.25, 4.0))
+            elif prev is not None:
+                factor = 4.0
+            prev = (t, f, g)
+            t = t * factor if up else t / factor
+            if t < 1e-4 or t > 1e3:
+                return prev[0], None
+            f, g = fg(t)
+        last = [prev, (t, f, g)]  # the two most recent points (for the local cubic)
         t = None
         for _ in range(60):
             (a, _, ga), (b, _, gb) = lo, hi
@@ -915,13 +917,23 @@ def glm_start(X: np.ndarray, resp: GLMResponse, maxit: int = 50) -> np.ndarray:
     return beta
 
 
+def _start_theta(model: GlmerModel, beta0: np.ndarray) -> np.ndarray:
+    """θ to start from: lme4's (1 on the diagonal, 0 off it), or for a single scalar term the moment
+    estimate of :func:`~mlmhelpers.glm_response.moment_theta` (kept within [0.05, 20])."""
+    theta = model.pred.theta0
+    m = moment_theta(model.pred, model.X, model.resp, beta0)
+    if m is not None and np.isfinite(m):
+        theta = np.array([min(max(m, 0.05), 20.0)])
+    return theta
+
+
 def _build(formula: str, data: pd.DataFrame, family, weights, offset, nAGQ):
     fam = get_family(family)
     mf = model_frame(formula, data, fam, weights=weights, offset=offset)
     frame = mf.frame.copy()
     frame[_RESPONSE_COL] = mf.y
     parsed = ParsedFormula(response=_RESPONSE_COL, fixed=mf.parsed.fixed, random=mf.parsed.random, formula=formula)
-    design = build_design(parsed, frame, require_random=True, check_nobs=False)
+    design = build_design(parsed, frame, require_random=True, check_nobs=False, complete=True)
     if design.X.shape[1] >= design.X.shape[0]:
         raise ValueError(f"{design.X.shape[1]} fixed effects for {design.X.shape[0]} observations: "
                          "too few observations.")
@@ -1035,7 +1047,7 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", nAGQ: int = 1, we
     codes = terms[0].codes if nAGQ > 1 else None
     model = GlmerModel(pred, design.X, resp, nAGQ, codes, terms[0].nlevels if nAGQ > 1 else None)
     beta0 = glm_start(design.X, resp)
-    opt = _optimize(model, beta0, pred.theta0)
+    opt = _optimize(model, beta0, _start_theta(model, beta0))
     fit = model.fit_at(opt.theta, opt.beta)
     from .glmer_result import GlmerResult
 

