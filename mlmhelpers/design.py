@@ -184,28 +184,29 @@ class RandomEffectsTerm:
         return starts, c[starts]
 
     def sum_by_level(self, values: np.ndarray) -> np.ndarray:
-        """Sums of ``values`` (n, or n × m) over the rows of each level: (nlevels,) or (nlevels, m).
+        """Sums of ``values`` over the rows of each level: (nlevels,) for a vector of n values, and
+        (m, nlevels) for m vectors given as an (m, n) array (one vector per row).
 
         Data usually come grouped (the rows of a level next to each other):
         then the sums of the runs of equal codes (``np.add.reduceat``, a tight
-        loop) are added up by level, several times faster than ``np.bincount``
-        over all rows, which on grouped rows makes each addition wait for the
-        previous one to the same bin. Ungrouped rows use ``np.bincount``.
+        loop over contiguous memory) are added up by level, several times
+        faster than ``np.bincount`` over all rows, which on grouped rows makes
+        each addition wait for the previous one to the same bin. Ungrouped rows
+        use ``np.bincount``.
         """
         values = np.asarray(values, dtype=float)
         J = self.nlevels
         runs = self._runs
         if runs is not None:
-            starts, run_codes = runs
-            values = np.add.reduceat(values, starts, axis=0)
-            codes = run_codes
+            starts, codes = runs
+            values = np.add.reduceat(values, starts, axis=-1)
         else:
             codes = self.codes
         if values.ndim == 1:
             return np.bincount(codes, weights=values, minlength=J)
-        out = np.empty((J, values.shape[1]))
-        for k in range(values.shape[1]):
-            out[:, k] = np.bincount(codes, weights=values[:, k], minlength=J)
+        out = np.empty((values.shape[0], J))
+        for k in range(values.shape[0]):
+            out[k] = np.bincount(codes, weights=values[k], minlength=J)
         return out
 
     def block_labels(self) -> list[str]:

@@ -145,7 +145,7 @@ def _scalar_term(pred):
     return None
 
 
-def _scalar_joint_solve(X, XtX_rows, dzX, dz, dz2, term, w, z):
+def _scalar_joint_solve(X, XtX_rows, dz, term, w, z):
     """The joint weighted PLS solve for one scalar term (``L_θ`` diagonal), β and u.
 
     With ``aᵢ = (ZΛ)ᵢ``, ``L_j² = 1 + Σ_{i∈j} wᵢaᵢ²``, ``c_j = Σ wᵢaᵢzᵢ`` and
@@ -156,7 +156,7 @@ def _scalar_joint_solve(X, XtX_rows, dzX, dz, dz2, term, w, z):
     wdz = w * dz
     L2 = 1.0 + term.sum_by_level(wdz * dz)
     c = term.sum_by_level(wdz * z)
-    C = term.sum_by_level(dzX * w[:, None])
+    C = term.sum_by_level(X.T * wdz).T  # X.T is row-major when X is column-major (formulaic's)
     XtWX = (w @ XtX_rows).reshape(p, p) if XtX_rows is not None else X.T @ (w[:, None] * X)
     Cs = C / np.sqrt(L2)[:, None]
     schur = XtWX - Cs.T @ Cs
@@ -228,7 +228,6 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
         fixed = resp.offset + X @ beta
         if not u_only:
             XtX_rows = x_outer_rows(X) if x_outer is None else x_outer
-            dzX = dz[:, None] * X
 
         def eta_of(b, uu):
             return (fixed if u_only else resp.offset + X @ b) + dz * uu[codes]
@@ -249,7 +248,7 @@ def _pirls(pred, X, resp, theta, beta, u0, u_only, tol, step_tol, maxit, max_hal
             new_u = term.sum_by_level(wdz * (z - fixed + resp.offset)) / (1.0 + term.sum_by_level(wdz * dz))
             new_beta = beta
         elif term is not None:
-            new_beta, new_u = _scalar_joint_solve(X, XtX_rows, dzX, dz, dz2, term, state.sqrtw ** 2, z)
+            new_beta, new_u = _scalar_joint_solve(X, XtX_rows, dz, term, state.sqrtw ** 2, z)
         else:
             fac = pred.factorize(theta, state.sqrtw)
             if u_only:
@@ -419,7 +418,7 @@ def laplace_gradient(pred, X: np.ndarray, resp: GLMResponse, fit: PIRLSResult, *
     b1 = term.sum_by_level(d1 * z)
     G = np.empty((len(H), 1 + p))
     G[:, 0] = term.sum_by_level(d2a * e0) + b1
-    G[:, 1:] = term.sum_by_level(d2a[:, None] * X)
+    G[:, 1:] = term.sum_by_level(X.T * d2a).T
     du = -G / H[:, None]
     c = w1 * aa * inv_L2
     q_H = (lam * b1 + 2.0 * u + term.sum_by_level(c * a)) / H

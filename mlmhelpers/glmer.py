@@ -937,8 +937,8 @@ def _build(formula: str, data: pd.DataFrame, family, weights, offset, nAGQ):
     if design.X.shape[1] >= design.X.shape[0]:
         raise ValueError(f"{design.X.shape[1]} fixed effects for {design.X.shape[0]} observations: "
                          "too few observations.")
-    # Row-major X: PIRLS stacks X's columns with per-row vectors for level sums (one copy-free product)
-    design = dataclasses.replace(design, X=np.ascontiguousarray(design.X))
+    # Column-major X (so X.T is row-major: level sums of X's columns run over contiguous memory)
+    design = dataclasses.replace(design, X=np.asfortranarray(design.X))
     pred = LinearPredictor(design.X, design.terms, qr=design.x_qr)
     resp = GLMResponse(mf.y, fam, weights=mf.weights, offset=mf.offset)
     return fam, mf, design, pred, resp
