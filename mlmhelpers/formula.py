@@ -634,12 +634,12 @@ def _random_terms(parsed: ParsedFormula, frame: pd.DataFrame, n: int, *,
     factors: dict[str, tuple[np.ndarray, pd.Index, tuple[str, ...]]] = {}
     bars = []  # (factor name, expression, correlated, Z, names, spec) per bar after a/b expansion
     for term in parsed.random:
-        if term.expr == "1":  # a random intercept, the commonest term: no formulaic call needed
-            zm = _INTERCEPT.get_model_matrix(frame)
+        if term.expr == "1":  # a random intercept, the commonest term: a column of ones, no formulaic
+            zm, names, Zt = None, ["(Intercept)"], np.ones((len(frame), 1))
         else:
             zm = _matrix(term.expr, frame, f"random-effects design of {term}")
-        names = [r_column_name(c, "factor(" in term.expr) for c in zm.columns]
-        Zt = np.asarray(zm, dtype=float)
+            names = [r_column_name(c, "factor(" in term.expr) for c in zm.columns]
+            Zt = np.asarray(zm, dtype=float)
         if Zt.shape[1] == 0:
             raise ValueError(f"The random-effect term {term} has no columns.")
         if not np.all(np.isfinite(Zt)):
