@@ -19,10 +19,10 @@ The machine's load average is printed: on the shared 2-core machine other jobs i
 figures. OpenBLAS's threads are reported too (the engine avoids the tiny BLAS-3 triangular solves
 that OpenBLAS threads, so the default is no longer slower on a busy machine).
 
-Measured on the shared 2-core machine (load average 1.8–2.3 from other jobs; ranges over five
-runs): cbpp 16–31 ms (before the speed work: 24–35 ms; lme4 62–83 ms), arrests 20–31 ms
-(34–42 ms; lme4 264–273 ms), VerbAgg crossed 0.42–0.65 s (1.55–1.75 s; lme4 2.5–2.9 s). See the
-README's speed section.
+Measured on the shared 2-core machine (three runs, load 0.8–1.1): cbpp 10–14 ms, arrests
+14–17 ms, VerbAgg crossed 0.53–0.55 s; lme4 56–63 ms, 245–256 ms, 2.5–3.0 s in the same runs.
+The machine's speed drifts by up to 1.7× within minutes: compare only figures from one session.
+See the README's speed section.
 """
 
 from __future__ import annotations
