@@ -12,7 +12,7 @@ from scipy import stats
 
 from .family import Family
 from .formula import new_factor_codes, new_fixed_matrix, new_random_matrix
-from .results import SINGULAR_TOL, InformationCriteria, LmerSummary, _is_na_re_form, _pad, theta_names, varcorr_lines
+from .results import LmerSummary, MixedModelResult, _is_na_re_form, _pad
 from .rprint import abbreviate, format_table, r_format
 
 __all__ = ["GlmerResult", "format_pvalues", "signif_stars"]
@@ -100,7 +100,7 @@ def _deparse_lines(label: str, formula: str, cutoff: int = 60) -> list[str]:
 
 
 @dataclass(eq=False)
-class GlmerResult(InformationCriteria):
+class GlmerResult(MixedModelResult):
     """A generalized linear mixed model fitted by :func:`mlmhelpers.glmer`.
 
     Names follow lme4 (``fixef``, ``ranef``, ``coef``, ``vcov``,
@@ -148,30 +148,11 @@ class GlmerResult(InformationCriteria):
         return int(self.X.shape[0])
 
     @property
-    def ngroups(self) -> pd.Series:
-        """Number of levels of each grouping factor (R: ``ngrps(m)``)."""
-        return pd.Series({t.name: t.nlevels for t in self.terms}, dtype=int)
-
-    @property
-    def x_names(self) -> list[str]:
-        return list(self.design.x_names)
-
-    @property
-    def theta(self) -> pd.Series:
-        """Relative covariance parameters (R: ``getME(m, "theta")``)."""
-        return pd.Series(self.fit.theta, index=theta_names(self.terms), name="theta")
-
-    @property
     def sigma(self) -> float:
         """1: binomial and Poisson models have no scale parameter (R: ``sigma(m)``)."""
         return 1.0
 
     # ---------------------------------------------------------- fixed effects
-    @property
-    def fixef(self) -> pd.Series:
-        """Fixed-effect estimates β̂ (R: ``fixef(m)``)."""
-        return pd.Series(self.fit.beta, index=self.x_names, name="estimate")
-
     def _vcov_rx(self) -> np.ndarray:
         """``(RX RXᵀ)⁻¹`` at the modes' weights: conditional on θ̂ (lme4: ``use.hessian = FALSE``)."""
         RX = self.fit.fac.RX
@@ -206,11 +187,6 @@ class GlmerResult(InformationCriteria):
         return pd.DataFrame(self._vcov_cache, index=self.x_names, columns=self.x_names)
 
     @property
-    def se_fixef(self) -> pd.Series:
-        """Standard errors of β̂ (R: ``arm::se.fixef(m)``)."""
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.x_names, name="std_error")
-
-    @property
     def zvalues(self) -> pd.Series:
         """Wald z statistics β̂ / SE."""
         return (self.fixef / self.se_fixef).rename("z_value")
@@ -220,90 +196,32 @@ class GlmerResult(InformationCriteria):
         """Two-sided Wald p-values, ``Pr(>|z|)`` of ``summary()``."""
         return pd.Series(2 * stats.norm.sf(np.abs(self.zvalues.to_numpy())), index=self.x_names, name="p_value")
 
-    # --------------------------------------------------------- random effects
-    def _per_term(self, flat: np.ndarray) -> dict[str, pd.DataFrame]:
-        blocks = self.pred.split_u(flat)
-        return {t.name: pd.DataFrame(b, index=t.levels, columns=t.z_names) for t, b in zip(self.terms, blocks, strict=True)}
+    # ------------------------------------------------------------------ hooks
+    def _theta_hat(self) -> np.ndarray:
+        return self.fit.theta
 
-    @staticmethod
-    def _single(d: dict):
-        return next(iter(d.values())) if len(d) == 1 else d
+    def _beta_hat(self) -> np.ndarray:
+        return self.fit.beta
 
-    @property
-    def ranef(self):
-        """Conditional modes of the random effects, levels × terms (R: ``ranef(m)$g``).
+    def _lambdas(self) -> list[np.ndarray]:
+        return self.pred.Lambdas(self.fit.theta)
 
-        A DataFrame for one grouping factor, a dict of them (keyed by
-        factor) for several.
-        """
-        return self._single(self._per_term(self.b))
+    def _b_blocks(self) -> list[np.ndarray]:
+        return self.pred.split_u(self.b)
+
+    def _unscaled_condvar_blocks(self) -> list[np.ndarray]:
+        """``Λ (Λᵀ Zᵀ W Z Λ + I)⁻¹ Λᵀ`` blocks at the IRLS weights of the modes."""
+        return self.fit.fac.condvar_blocks()
+
+    def _residual_sd(self) -> None:
+        return None  # binomial and Poisson models have no residual variance
 
     @property
     def b(self) -> np.ndarray:
+        """The conditional modes ``b = Λ u`` as one vector (the engine's layout)."""
         lams = self.pred.Lambdas(self.fit.theta)
         parts = [(uk @ lam.T).reshape(-1) for uk, lam in zip(self.pred.split_u(self.fit.u), lams, strict=True)]
         return np.concatenate(parts)
-
-    @property
-    def condvar(self):
-        """Conditional covariances of the random effects, (levels, k, k) per factor.
-
-        ``Λ (Λᵀ Zᵀ W Z Λ + I)⁻¹ Λᵀ`` at the IRLS weights of the modes, what
-        lme4's ``ranef(m, condVar = TRUE)`` attaches as ``postVar``.
-        """
-        blocks = self.fit.fac.condvar_blocks()
-        return blocks[0] if len(blocks) == 1 else {t.name: b for t, b in zip(self.terms, blocks, strict=True)}
-
-    @property
-    def se_ranef(self):
-        """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)$g``)."""
-        blocks = self.fit.fac.condvar_blocks()
-        out = {t.name: pd.DataFrame(np.sqrt(np.diagonal(b, axis1=1, axis2=2)), index=t.levels, columns=t.z_names)
-               for t, b in zip(self.terms, blocks, strict=True)}
-        return self._single(out)
-
-    @property
-    def coef(self):
-        """Fixed plus random effects for every level (R: ``coef(m)$g``)."""
-        fe = self.fixef
-        out = {}
-        for name, re in self._per_term(self.b).items():
-            tab = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
-            for col in re.columns:
-                tab[col] = tab[col] + re[col] if col in tab.columns else re[col]
-            out[name] = tab
-        return self._single(out)
-
-    # ------------------------------------------------- variance components
-    def _covariance_blocks(self) -> list[tuple[str, list[str], np.ndarray]]:
-        out = []
-        for t, lam in zip(self.terms, self.pred.Lambdas(self.fit.theta), strict=True):
-            for label, (start, stop, _) in zip(t.block_labels(), t.blocks, strict=True):
-                sub = lam[start:stop, start:stop]
-                out.append((label, t.z_names[start:stop], sub @ sub.T))
-        return out
-
-    @property
-    def varcorr(self) -> pd.DataFrame:
-        """Variance components (R: ``as.data.frame(VarCorr(m))``): no residual row for glmer."""
-        rows = []
-        for label, names, cov in self._covariance_blocks():
-            sd = np.sqrt(np.diag(cov))
-            for i, n in enumerate(names):
-                rows.append((label, n, None, cov[i, i], sd[i]))
-            for j in range(len(names)):
-                for i in range(j + 1, len(names)):
-                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
-                    rows.append((label, names[j], names[i], cov[i, j], corr))
-        out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
-        text = pd.StringDtype(na_value=np.nan)
-        return out.astype({"grp": text, "var1": text, "var2": text})
-
-    @property
-    def is_singular(self) -> bool:
-        """Whether the fit is on the boundary (R: ``isSingular(m)``, tol = 1e-4)."""
-        is_diag = np.concatenate([t.tmap.is_diag for t in self.terms])
-        return bool(np.any(self.fit.theta[is_diag] < SINGULAR_TOL))
 
     # ------------------------------------------------------- likelihood
     @property
@@ -333,15 +251,7 @@ class GlmerResult(InformationCriteria):
     def df_resid(self) -> int:
         return self.nobs - self.npar
 
-    @property
-    def converged(self) -> bool:
-        return bool(self.opt.converged)
-
     # ------------------------------------------- hooks for simulate / bootstrap
-    @property
-    def n_theta(self) -> int:
-        return len(self.fit.theta)
-
     def _zlambda(self, theta, u) -> np.ndarray:
         """``Z Λ_θ u`` (as the engine's ``LinearPredictor.zlambda``): for simulating new random effects."""
         return self.pred.zlambda(np.asarray(theta, dtype=float), np.asarray(u, dtype=float))
@@ -494,13 +404,6 @@ class GlmerResult(InformationCriteria):
         names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
         w = max(len(c) for c in cells + names)
         return [" ".join(n.rjust(w) for n in names), " ".join(c.rjust(w) for c in cells)]
-
-    def _varcorr_lines(self, sd_only: bool = False) -> list[str]:
-        return varcorr_lines(self._covariance_blocks(), None, sd_only)
-
-    def _groups_line(self) -> str:
-        parts = "; ".join(f"{t.name}, {t.nlevels}" for t in self.terms)
-        return f"Number of obs: {self.nobs}, groups:  {parts}"
 
     def _fixef_lines(self) -> list[str]:
         fe, se = self.fixef.to_numpy(), self.se_fixef.to_numpy()

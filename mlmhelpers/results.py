@@ -134,8 +134,193 @@ class InformationCriteria:
         return self.opt.fun + np.log(self.nobs) * self.npar
 
 
+class MixedModelResult(InformationCriteria):
+    """lme4's accessors shared by :class:`LmerResult` and :class:`~mlmhelpers.glmer_result.GlmerResult`.
+
+    Computed from a few hooks each fit provides: ``terms``, ``design``
+    (``x_names``), ``opt`` (``converged``), ``sigma`` (1 for a GLMM),
+    :meth:`_theta_hat`, :meth:`_beta_hat`, :meth:`_lambdas` (Λ per term),
+    :meth:`_b_blocks` (the conditional modes ``b`` per term, levels × k),
+    :meth:`_unscaled_condvar_blocks` (``(ΛᵀZᵀWZΛ + I)⁻¹`` blocks mapped by
+    Λ, per term) and :meth:`_residual_sd` (``None`` without a residual
+    variance). With one grouping factor ``ranef``, ``se_ranef``, ``coef`` and
+    ``condvar`` are single tables; with several, dicts keyed by the factor's
+    name (lme4's named lists), in lme4's order.
+    """
+
+    # ----------------------------------------------------------------- hooks
+    def _theta_hat(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _beta_hat(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _lambdas(self) -> list[np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _b_blocks(self) -> list[np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _unscaled_condvar_blocks(self) -> list[np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _residual_sd(self) -> float | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def ngroups(self) -> pd.Series:
+        """Number of levels of each grouping factor (R: ``ngrps(m)``), in lme4's order."""
+        return pd.Series({t.name: t.nlevels for t in self.terms}, dtype=int)
+
+    @property
+    def x_names(self) -> list[str]:
+        """Names of the fixed effects, R's spelling."""
+        return list(self.design.x_names)
+
+    @property
+    def n_theta(self) -> int:
+        """Number of covariance parameters θ."""
+        return len(self._theta_hat())
+
+    @property
+    def converged(self) -> bool:
+        """Whether the optimum passed the convergence check."""
+        return bool(self.opt.converged)
+
+    @property
+    def theta(self) -> pd.Series:
+        """Relative covariance parameters (R: ``getME(m, "theta")``)."""
+        return pd.Series(self._theta_hat(), index=theta_names(self.terms), name="theta")
+
+    @property
+    def is_singular(self) -> bool:
+        """Whether the fit is on the boundary (R: ``isSingular(m)``, tol = 1e-4), any block."""
+        is_diag = np.concatenate([t.tmap.is_diag for t in self.terms])
+        return bool(np.any(self._theta_hat()[is_diag] < SINGULAR_TOL))
+
+    # ---------------------------------------------------------- fixed effects
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effect estimates β̂ (R: ``fixef(m)``)."""
+        return pd.Series(self._beta_hat(), index=self.x_names, name="estimate")
+
+    @property
+    def se_fixef(self) -> pd.Series:
+        """Standard errors of β̂ (R: ``arm::se.fixef(m)``)."""
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.x_names, name="std_error")
+
+    # --------------------------------------------------------- random effects
+    @staticmethod
+    def _per_factor(tables: dict):
+        return next(iter(tables.values())) if len(tables) == 1 else tables
+
+    def _ranef_tables(self) -> dict[str, pd.DataFrame]:
+        return {t.name: pd.DataFrame(b, index=t.levels, columns=t.z_names)
+                for t, b in zip(self.terms, self._b_blocks(), strict=True)}
+
+    @property
+    def ranef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects, levels × terms (R: ``ranef(m)``).
+
+        One DataFrame for a one-factor model (R's ``ranef(m)$g``); a dict of
+        them keyed by factor name for several.
+        """
+        return self._per_factor(self._ranef_tables())
+
+    def _condvar_list(self) -> list[np.ndarray]:
+        s2 = self.sigma**2
+        return [s2 * blk for blk in self._unscaled_condvar_blocks()]
+
+    @property
+    def condvar(self) -> np.ndarray | dict[str, np.ndarray]:
+        """Conditional covariance matrices of the random effects, shape (levels, k, k).
+
+        lme4's ``ranef(m, condVar = TRUE)`` ``postVar`` (for a GLMM at the IRLS
+        weights of the modes); a dict by factor for several factors.
+        """
+        cv = self._condvar_list()
+        return cv[0] if len(cv) == 1 else {t.name: c for t, c in zip(self.terms, cv, strict=True)}
+
+    @property
+    def se_ranef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)``)."""
+        out = {}
+        for t, cv in zip(self.terms, self._condvar_list(), strict=True):
+            sd = np.sqrt(np.diagonal(cv, axis1=1, axis2=2))
+            out[t.name] = pd.DataFrame(sd, index=t.levels, columns=t.z_names)
+        return self._per_factor(out)
+
+    @property
+    def coef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Fixed plus random effects for every level (R: ``coef(m)``).
+
+        Columns are all fixed effects, in the order of ``fixef``; a random
+        term without a matching fixed effect (e.g. ``(0 + x | g)`` with no
+        ``x`` in the fixed part) is appended, as lme4 does. A dict by factor
+        for several factors (each factor's table adds only its own effects).
+        """
+        fe = self.fixef
+        out = {}
+        for name, re in self._ranef_tables().items():
+            tab = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
+            for col in re.columns:
+                if col in tab.columns:
+                    tab[col] = tab[col] + re[col]
+                else:
+                    tab[col] = re[col]
+            out[name] = tab
+        return self._per_factor(out)
+
+    # ------------------------------------------------- variance components
+    def _covariance_blocks(self) -> list[tuple[str, list[str], np.ndarray]]:
+        """(lme4 label, column names, covariance) of every covariance block, in lme4's order."""
+        s2 = self.sigma**2
+        blocks = []
+        for t, lam in zip(self.terms, self._lambdas(), strict=True):
+            for label, (start, stop, _) in zip(t.block_labels(), t.blocks, strict=True):
+                sub = lam[start:stop, start:stop]
+                blocks.append((label, t.z_names[start:stop], s2 * sub @ sub.T))
+        return blocks
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components (R: ``as.data.frame(VarCorr(m))``).
+
+        One row per variance (``var2`` missing) and per correlation, block
+        by block in lme4's order, then the residual (none for a GLMM). As in
+        lme4, a second covariance block of the same grouping factor
+        (``(x || g)`` gives one block per term) is labelled ``g.1``.
+        ``vcov`` holds variances and covariances; ``sdcor`` holds standard
+        deviations and correlations.
+        """
+        rows = []
+        for label, names, cov in self._covariance_blocks():
+            sd = np.sqrt(np.diag(cov))
+            for i, n in enumerate(names):
+                rows.append((label, n, None, cov[i, i], sd[i]))
+            for j in range(len(names)):
+                for i in range(j + 1, len(names)):
+                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+                    rows.append((label, names[j], names[i], cov[i, j], corr))
+        sigma = self._residual_sd()
+        if sigma is not None:
+            rows.append(("Residual", None, None, sigma**2, sigma))
+        out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        text = pd.StringDtype(na_value=np.nan)  # missing names print as NaN, like R's NA
+        return out.astype({"grp": text, "var1": text, "var2": text})
+
+    # ----------------------------------------------------------- printing
+    def _groups_line(self) -> str:
+        groups = "; ".join(f"{t.name}, {t.nlevels}" for t in self.terms)
+        return f"Number of obs: {self.nobs}, groups:  {groups}"
+
+    def _varcorr_lines(self, sd_only: bool = False) -> list[str]:
+        return varcorr_lines(self._covariance_blocks(), self._residual_sd(), sd_only)
+
+
 @dataclass(eq=False)
-class LmerResult(InformationCriteria):
+class LmerResult(MixedModelResult):
     """A linear mixed model fitted by :func:`mlmhelpers.lmer`.
 
     The attribute and method names follow lme4 (``fixef``, ``ranef``,
@@ -185,11 +370,6 @@ class LmerResult(InformationCriteria):
         return int(self.sol.n)
 
     @property
-    def ngroups(self) -> pd.Series:
-        """Number of levels of each grouping factor (R: ``ngrps(m)``), in lme4's order."""
-        return pd.Series({t.name: t.nlevels for t in self.terms}, dtype=int)
-
-    @property
     def ngrps(self) -> pd.Series:
         """The same as :attr:`ngroups` (lme4's name)."""
         return self.ngroups
@@ -206,27 +386,7 @@ class LmerResult(InformationCriteria):
         """Residual standard deviation σ (R: ``sigma(m)``)."""
         return self.sol.sigma(self.REML)
 
-    @property
-    def n_theta(self) -> int:
-        """Number of covariance parameters θ."""
-        return self.predictor.n_theta
-
-    @property
-    def converged(self) -> bool:
-        """Whether the optimum passed the convergence check."""
-        return bool(self.opt.converged)
-
-    @property
-    def theta(self) -> pd.Series:
-        """Relative covariance parameters (R: ``getME(m, "theta")``)."""
-        return pd.Series(self.sol.theta, index=theta_names(self.terms), name="theta")
-
     # ---------------------------------------------------------- fixed effects
-    @property
-    def fixef(self) -> pd.Series:
-        """Fixed-effect estimates β̂ (R: ``fixef(m)``)."""
-        return pd.Series(self.sol.beta, index=self.design.x_names, name="estimate")
-
     @property
     def vcov(self) -> pd.DataFrame:
         """Covariance of β̂, ``σ² (Xᵀ V⁻¹ X)⁻¹`` (R: ``vcov(m)``)."""
@@ -234,112 +394,24 @@ class LmerResult(InformationCriteria):
         v = self.sigma**2 * cho_solve((self.sol.RX, True), np.eye(p), check_finite=False)
         return pd.DataFrame(v, index=self.design.x_names, columns=self.design.x_names)
 
-    @property
-    def se_fixef(self) -> pd.Series:
-        """Standard errors of β̂ (R: ``arm::se.fixef(m)``)."""
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.design.x_names, name="std_error")
+    # ------------------------------------------------------------------ hooks
+    def _theta_hat(self) -> np.ndarray:
+        return self.sol.theta
 
-    # --------------------------------------------------------- random effects
-    def _per_factor(self, tables: dict[str, pd.DataFrame]):
-        return next(iter(tables.values())) if len(tables) == 1 else tables
+    def _beta_hat(self) -> np.ndarray:
+        return self.sol.beta
 
-    def _ranef_tables(self) -> dict[str, pd.DataFrame]:
-        return {t.name: pd.DataFrame(b, index=t.levels, columns=t.z_names)
-                for t, b in zip(self.terms, self.sol.b_blocks(), strict=True)}
+    def _lambdas(self) -> list[np.ndarray]:
+        return self.sol.Lambdas
 
-    @property
-    def ranef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
-        """Conditional modes of the random effects, levels × terms (R: ``ranef(m)``).
+    def _b_blocks(self) -> list[np.ndarray]:
+        return self.sol.b_blocks()
 
-        One DataFrame for a one-factor model (R's ``ranef(m)$g``); a dict of
-        them keyed by factor name for several.
-        """
-        return self._per_factor(self._ranef_tables())
+    def _unscaled_condvar_blocks(self) -> list[np.ndarray]:
+        return self.sol.factor.condvar_blocks()
 
-    def _condvar_list(self) -> list[np.ndarray]:
-        s2 = self.sigma**2
-        return [s2 * blk for blk in self.sol.factor.condvar_blocks()]
-
-    @property
-    def condvar(self) -> np.ndarray | dict[str, np.ndarray]:
-        """Conditional covariance matrices of the random effects, shape (levels, k, k).
-
-        lme4's ``ranef(m, condVar = TRUE)`` ``postVar``; a dict by factor for
-        several factors.
-        """
-        cv = self._condvar_list()
-        return cv[0] if len(cv) == 1 else {t.name: c for t, c in zip(self.terms, cv, strict=True)}
-
-    @property
-    def se_ranef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
-        """Conditional standard deviations of the random effects (R: ``arm::se.ranef(m)``)."""
-        out = {}
-        for t, cv in zip(self.terms, self._condvar_list(), strict=True):
-            sd = np.sqrt(np.diagonal(cv, axis1=1, axis2=2))
-            out[t.name] = pd.DataFrame(sd, index=t.levels, columns=t.z_names)
-        return self._per_factor(out)
-
-    @property
-    def coef(self) -> pd.DataFrame | dict[str, pd.DataFrame]:
-        """Fixed plus random effects for every level (R: ``coef(m)``).
-
-        Columns are all fixed effects, in the order of ``fixef``; a random
-        term without a matching fixed effect (e.g. ``(0 + x | g)`` with no
-        ``x`` in the fixed part) is appended, as lme4 does. A dict by factor
-        for several factors (each factor's table adds only its own effects).
-        """
-        fe = self.fixef
-        out = {}
-        for name, re in self._ranef_tables().items():
-            tab = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
-            for col in re.columns:
-                if col in tab.columns:
-                    tab[col] = tab[col] + re[col]
-                else:
-                    tab[col] = re[col]
-            out[name] = tab
-        return self._per_factor(out)
-
-    # ------------------------------------------------- variance components
-    def _covariance_blocks(self) -> list[tuple[str, list[str], np.ndarray]]:
-        """(lme4 label, column names, covariance) of every covariance block, in lme4's order."""
-        s2 = self.sigma**2
-        blocks = []
-        for t, lam in zip(self.terms, self.sol.Lambdas, strict=True):
-            for label, (start, stop, _) in zip(t.block_labels(), t.blocks, strict=True):
-                sub = lam[start:stop, start:stop]
-                blocks.append((label, t.z_names[start:stop], s2 * sub @ sub.T))
-        return blocks
-
-    @property
-    def varcorr(self) -> pd.DataFrame:
-        """Variance components (R: ``as.data.frame(VarCorr(m))``).
-
-        One row per variance (``var2`` missing) and per correlation, block
-        by block in lme4's order, then the residual. As in lme4, a second
-        covariance block of the same grouping factor (``(x || g)`` gives one
-        block per term) is labelled ``g.1``. ``vcov`` holds variances and
-        covariances; ``sdcor`` holds standard deviations and correlations.
-        """
-        rows = []
-        for label, names, cov in self._covariance_blocks():
-            sd = np.sqrt(np.diag(cov))
-            for i, n in enumerate(names):
-                rows.append((label, n, None, cov[i, i], sd[i]))
-            for j in range(len(names)):
-                for i in range(j + 1, len(names)):
-                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
-                    rows.append((label, names[j], names[i], cov[i, j], corr))
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        out = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
-        text = pd.StringDtype(na_value=np.nan)  # missing names print as NaN, like R's NA
-        return out.astype({"grp": text, "var1": text, "var2": text})
-
-    @property
-    def is_singular(self) -> bool:
-        """Whether the fit is on the boundary (R: ``isSingular(m)``, tol = 1e-4), any block."""
-        th = self.sol.theta[self.predictor.is_diag]
-        return bool(np.any(th < SINGULAR_TOL))
+    def _residual_sd(self) -> float:
+        return self.sigma
 
     # ------------------------------------------------------- likelihood
     @property
@@ -523,13 +595,6 @@ class LmerResult(InformationCriteria):
         # lme4's .prt.aictab rounds the table to one decimal.
         cells = [f"{v:.1f}" if n != "df.resid" else str(int(v)) for n, v in zip(names, vals, strict=True)]
         return [format_table([cells], header=names)]
-
-    def _groups_line(self) -> str:
-        groups = "; ".join(f"{t.name}, {t.nlevels}" for t in self.terms)
-        return f"Number of obs: {self.nobs}, groups:  {groups}"
-
-    def _varcorr_lines(self, sd_only: bool = False) -> list[str]:
-        return varcorr_lines(self._covariance_blocks(), self.sigma, sd_only)
 
     def _scaled_residual_lines(self) -> list[str]:
         r = self.residuals(scaled=True).to_numpy()

@@ -199,7 +199,7 @@ def _tidy_glmer(model: GlmerResult, effects, conf_int: bool, conf_level: float, 
             part = pd.DataFrame(rows, columns=["group", "term", "estimate"])
             part.insert(0, "effect", "ran_pars")
         else:
-            tables = model._per_term(model.b) if eff == "ran_vals" else model.coef
+            tables = model._ranef_tables() if eff == "ran_vals" else model.coef
             if not isinstance(tables, dict):
                 tables = {model.terms[0].name: tables}
             ses = model.se_ranef if eff == "ran_vals" else None
