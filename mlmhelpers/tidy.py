@@ -96,10 +96,6 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
     if not isinstance(model, LmerResult):
         raise TypeError(f"tidy() needs a model fitted by lm(), lmer() or glmer(), got {type(model).__name__}.")
     effects = _effects_list(effects)
-    from .inference import coef as mh_coef
-    from .inference import ranef as mh_ranef
-    from .inference import se_ranef as mh_se_ranef
-
     crit = stats.norm.ppf(0.5 + conf_level / 2)
     parts = []
     for eff in effects:
@@ -121,44 +117,56 @@ def tidy(model, effects: str | Iterable[str] | None = None, conf_int: bool = Fal
                 part["conf_low"] = part.estimate - c * part.std_error
                 part["conf_high"] = part.estimate + c * part.std_error
         elif eff == "ran_pars":
-            rows = []
-            for _, r in model.varcorr.iterrows():
-                if r.grp == "Residual":
-                    rows.append(("Residual", "sd__Observation", r.sdcor))
-                elif pd.isna(r.var2):
-                    rows.append((r.grp, f"sd__{r.var1}", r.sdcor))
-                else:
-                    rows.append((r.grp, f"cor__{r.var1}.{r.var2}", r.sdcor))
-            part = pd.DataFrame(rows, columns=["group", "term", "estimate"])
-            part.insert(0, "effect", "ran_pars")
-        elif eff == "ran_vals":
-            longs = []
-            for t in model.terms:
-                re, se = mh_ranef(model, t.name), mh_se_ranef(model, t.name)
-                long = re.stack().rename("estimate").reset_index()
-                long.columns = ["level", "term", "estimate"]
-                long["std_error"] = se.stack().to_numpy()
-                long.insert(0, "group", t.name)
-                longs.append(long)
-            part = pd.concat(longs, ignore_index=True)
-            part.insert(0, "effect", "ran_vals")
-            if conf_int:
-                part["conf_low"] = part.estimate - crit * part.std_error
-                part["conf_high"] = part.estimate + crit * part.std_error
-        else:  # ran_coefs
-            longs = []
-            for t in model.terms:
-                long = mh_coef(model, t.name).stack().rename("estimate").reset_index()
-                long.columns = ["level", "term", "estimate"]
-                long.insert(0, "group", t.name)
-                longs.append(long)
-            part = pd.concat(longs, ignore_index=True)
-            part.insert(0, "effect", "ran_coefs")
+            part = _tidy_ran_pars(model)
+        else:
+            part = _tidy_ran_levels(model, eff, conf_int, crit)
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     cols = ["effect", "group", "level", "term", "estimate", "std_error", "statistic", "df", "p_value",
             "conf_low", "conf_high"]
     return out[[c for c in cols if c in out.columns]]
+
+
+def _tidy_ran_pars(model) -> pd.DataFrame:
+    """broom.mixed's ``ran_pars`` rows: SDs and correlations of every block (``varcorr``), then the
+    residual SD of a linear model."""
+    rows = []
+    for _, r in model.varcorr.iterrows():
+        if r.grp == "Residual":
+            rows.append(("Residual", "sd__Observation", r.sdcor))
+        elif pd.isna(r.var2):
+            rows.append((r.grp, f"sd__{r.var1}", r.sdcor))
+        else:
+            rows.append((r.grp, f"cor__{r.var1}.{r.var2}", r.sdcor))
+    part = pd.DataFrame(rows, columns=["group", "term", "estimate"])
+    part.insert(0, "effect", "ran_pars")
+    return part
+
+
+def _tidy_ran_levels(model, eff: str, conf_int: bool, crit: float) -> pd.DataFrame:
+    """broom.mixed's ``ran_vals`` (conditional modes with their conditional SDs and, if asked, normal
+    intervals) or ``ran_coefs`` rows: one per level and term, factor by factor in lme4's order."""
+    names = [t.name for t in model.terms]
+
+    def by_factor(tables):
+        return tables if isinstance(tables, dict) else {names[0]: tables}
+
+    tables = model._ranef_tables() if eff == "ran_vals" else by_factor(model.coef)
+    ses = by_factor(model.se_ranef) if eff == "ran_vals" else None
+    longs = []
+    for g in names:
+        long = tables[g].stack().rename("estimate").reset_index()
+        long.columns = ["level", "term", "estimate"]
+        if ses is not None:
+            long["std_error"] = ses[g].stack().to_numpy()
+            if conf_int:
+                long["conf_low"] = long.estimate - crit * long.std_error
+                long["conf_high"] = long.estimate + crit * long.std_error
+        long.insert(0, "group", g)
+        longs.append(long)
+    part = pd.concat(longs, ignore_index=True)
+    part.insert(0, "effect", eff)
+    return part
 
 
 def _effects_list(effects) -> list[str]:
@@ -194,30 +202,9 @@ def _tidy_glmer(model: GlmerResult, effects, conf_int: bool, conf_level: float, 
                 if conf_int:
                     part["conf_low"], part["conf_high"] = np.exp(part.conf_low), np.exp(part.conf_high)
         elif eff == "ran_pars":
-            rows = [(r.grp, f"sd__{r.var1}" if pd.isna(r.var2) else f"cor__{r.var1}.{r.var2}", r.sdcor)
-                    for _, r in model.varcorr.iterrows()]
-            part = pd.DataFrame(rows, columns=["group", "term", "estimate"])
-            part.insert(0, "effect", "ran_pars")
+            part = _tidy_ran_pars(model)
         else:
-            tables = model._ranef_tables() if eff == "ran_vals" else model.coef
-            if not isinstance(tables, dict):
-                tables = {model.terms[0].name: tables}
-            ses = model.se_ranef if eff == "ran_vals" else None
-            if ses is not None and not isinstance(ses, dict):
-                ses = {model.terms[0].name: ses}
-            longs = []
-            for g, tab in tables.items():
-                long = tab.stack().rename("estimate").reset_index()
-                long.columns = ["level", "term", "estimate"]
-                if ses is not None:
-                    long["std_error"] = ses[g].stack().to_numpy()
-                    if conf_int:
-                        long["conf_low"] = long.estimate - crit * long.std_error
-                        long["conf_high"] = long.estimate + crit * long.std_error
-                long.insert(0, "group", g)
-                longs.append(long)
-            part = pd.concat(longs, ignore_index=True)
-            part.insert(0, "effect", eff)
+            part = _tidy_ran_levels(model, eff, conf_int, crit)
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     cols = ["effect", "group", "level", "term", "estimate", "std_error", "statistic", "p_value", "conf_low",
