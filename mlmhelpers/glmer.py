@@ -476,7 +476,7 @@ class GlmerModel:
 
 
 def _fd_grad_hess(f, x: np.ndarray, h: np.ndarray, f0: float, diag=None, u0=None) -> tuple[np.ndarray, np.ndarray]:
-    """Central finite-difference gradient and Hessian, step ``h`` (lme4's ``deriv12`` uses 1e-4).
+    """Central finite-difference gradient and Hessian, steps ``h`` per coordinate (lme4's ``deriv12``: 1e-4).
 
     The diagonal from ``f(x ± hᵢeᵢ)``; each off-diagonal entry from the two
     further points ``x ± (hᵢeᵢ + hⱼeⱼ)``:
@@ -807,14 +807,17 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> tuple[fl
 def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> GlmerOptim:
     """lme4's two stages: θ with β by PIRLS, then (θ, β) jointly.
 
-    Stage 1 minimises the ``nAGQ = 0`` deviance over θ (bounded Brent for one
-    parameter, L-BFGS-B otherwise). Stage 2 minimises the Laplace/AGQ
-    deviance over (θ, β) from there by quasi-Newton steps: gradients exact
-    (one scalar term, Laplace: :func:`laplace_gradient`) or by central
-    differences, BFGS updates of a Hessian that starts from the curvature of
-    θ and ``2 R_X R_Xᵀ`` for β. The Hessian for ``vcov`` (central differences
-    of the exact gradient, or of the deviance with lme4's ``deriv12`` step
-    1e-4) is computed at the optimum, and a Newton step with it polishes the answer.
+    Stage 1 minimises the ``nAGQ = 0`` deviance over θ: for one scalar term
+    by the root of its exact slope (:func:`_stage1_scalar`), else bounded
+    Brent for one parameter and L-BFGS-B for several. Stage 2 minimises the
+    Laplace/AGQ deviance over (θ, β) from there by quasi-Newton steps:
+    gradients exact (one scalar term, Laplace: :func:`laplace_gradient`) or
+    by central differences (step 1e-4, lme4's ``deriv12``), BFGS updates of a
+    Hessian that starts from the curvature of θ and ``2 R_X R_Xᵀ`` for β. The
+    Hessian for ``vcov`` (central differences of the exact gradient, or of
+    the deviance with steps of 3 % of each standard error) is computed at the
+    optimum and checks it: a Newton decrement above 1e-10 (relative) sends
+    the search on with that Hessian.
     """
     k = model.n_theta
     is_diag = model.is_diag
@@ -1052,7 +1055,8 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", nAGQ: int = 1, we
     of :func:`~mlmhelpers.glm_response.laplace_gradient`; the Hessian is its
     central difference), so the optimum and the standard errors do not
     depend on the path to them; otherwise they are central differences of
-    the deviance, with lme4's step 1e-4.
+    the deviance (lme4's step 1e-4 for the gradient, 3 % of each standard
+    error for the Hessian, where a step of 1e-4 would lose digits to rounding).
 
     Two deliberate differences from lme4 1.1: the Laplace deviance uses
     ``log |L|²`` at the IRLS weights of the conditional modes (lme4 at the
