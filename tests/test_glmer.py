@@ -629,3 +629,47 @@ def test_finite_difference_hessian_equals_richardson_extrapolation(county_crosse
     k = len(m.opt.theta)
     se = np.sqrt(np.diag(2 * np.linalg.inv(richardson))[k:])
     np.testing.assert_allclose(m.se_fixef.to_numpy(), se, rtol=1e-6)
+
+
+RANDOM_REF = json.loads((Path(__file__).parent / "r" / "glmer_random_reference.json").read_text())
+RANDOM_DATA = Path(__file__).parent / "data" / "glmer_random.csv"
+
+
+@pytest.fixture(scope="module")
+def random_data():
+    return pd.read_csv(RANDOM_DATA)
+
+
+def _random_case(random_data, case, nAGQ=1):
+    ref = RANDOM_REF[case]
+    d = random_data[random_data["case"] == case].drop(columns="case")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mh.SingularFitWarning)
+        return ref, mh.glmer(ref["formula"], d, family=ref["family"], nAGQ=nAGQ)
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_random_data_sets_match_lme4(case, random_data):
+    """Differential test against lme4 on 16 data sets simulated by tests/r/glmer_random_reference.R
+    (binomial, Poisson, binary and Poisson-with-offset responses; random-intercept SDs 0.05–1.5;
+    8–40 groups), by issue 13's rule. Laplace: −2 log L never above lme4's (to 1e-6 relative), and
+    lme4's (θ, β) within 1e-3 of our optimum in our own deviance: lme4's Laplace deviance lags one
+    PIRLS iteration, which moves its optimum along the flat directions (by 1.6e-3 in θ for the
+    small binary case 11) but not its quality. Standard errors within 1.5 %; the same boundary
+    verdict. With 25 quadrature nodes, where both compute nearly the exact likelihood, θ and β
+    agree within 2e-5 and the standard errors within 1e-4 (the largest gaps seen: 8.8e-6, 2.9e-5)."""
+    from mlmhelpers.glmer import GlmerModel
+
+    ref, m = _random_case(random_data, case)
+    assert m.converged
+    ours = -2 * m.loglik
+    assert ours <= ref["deviance"] * (1 + 1e-6)
+    model = GlmerModel(m.pred, m.X, m.resp, 1, None, None)
+    at_lme4 = model.deviance_stage2_u(np.r_[ref["theta"], ref["beta"]], m.fit.u)[0]
+    assert ours <= at_lme4 < ours + 1e-3
+    np.testing.assert_allclose(m.se_fixef.to_numpy(), ref["se"], rtol=1.5e-2)
+    assert m.is_singular == ref["singular"]
+    _, m25 = _random_case(random_data, case, nAGQ=25)
+    assert m25.theta.iloc[0] == pytest.approx(ref["agq25"]["theta"], abs=2e-5)
+    np.testing.assert_allclose(m25.fixef.to_numpy(), ref["agq25"]["beta"], atol=2e-5)
+    np.testing.assert_allclose(m25.se_fixef.to_numpy(), ref["agq25"]["se"], rtol=1e-4)
