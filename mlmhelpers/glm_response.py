@@ -350,7 +350,11 @@ class LaplaceDerivatives:
 
 def laplace_gradient(pred, X: np.ndarray, resp: GLMResponse, fit: PIRLSResult, *,
                      profiled: bool = False) -> LaplaceDerivatives | None:
-    """The exact gradient of the Laplace deviance over ``(θ, β)``, one scalar random-effects term.
+    """The exact gradient of the Laplace deviance over ``(θ, β)``, one random-effects term.
+
+    For a vector-valued term (``(1 + x | g)``) see :func:`_laplace_gradient_block`
+    (the same formulas with k × k blocks per level; ``profiled`` is not
+    available there). Below, the scalar case.
 
     The Laplace deviance of lme4's second stage is, with ``aᵢ = θzᵢ`` and
     ``ηᵢ = oᵢ + xᵢᵀβ + aᵢu_j`` for row ``i`` in level ``j``,
@@ -385,16 +389,19 @@ def laplace_gradient(pred, X: np.ndarray, resp: GLMResponse, fit: PIRLSResult, *
     Returns
     -------
     LaplaceDerivatives or None
-        None when the model is not a single scalar term or some ``μ`` sits
+        None when the model has several terms or some ``μ`` sits
         at R's guards (``μ'`` clamped, where the deviance is not smooth);
         the caller then uses finite differences.
     """
-    term = _scalar_term(pred)
-    if term is None or pred.n_theta != 1:
+    terms = getattr(pred, "terms", None)
+    if terms is None or len(terms) != 1:
         return None
-    st, fam = fit.state, resp.family
+    st = fit.state
     if np.any(st.mu_eta <= 2.0 * np.finfo(float).eps):
         return None
+    if terms[0].k > 1:
+        return _laplace_gradient_block(X, resp, fit, terms[0])
+    term, fam = terms[0], resp.family
     codes = term.codes
     z = term.Z[:, 0]
     lam = float(pred.Lambdas(fit.theta)[0][0, 0])  # = θ for a scalar term
@@ -436,6 +443,63 @@ def laplace_gradient(pred, X: np.ndarray, resp: GLMResponse, fit: PIRLSResult, *
         except np.linalg.LinAlgError:
             prof = None
     return LaplaceDerivatives(grad=grad, du=du, profiled=prof)
+
+
+def _level_matrices(term, values: np.ndarray) -> np.ndarray:
+    """Level sums of per-row (k × k) or (k × d) matrices, (n, a, b) → (J, a, b)."""
+    n, a, b = values.shape
+    return term.sum_by_level(values.reshape(n, a * b).T).T.reshape(term.nlevels, a, b)
+
+
+def _laplace_gradient_block(X: np.ndarray, resp: GLMResponse, fit: PIRLSResult, term) -> LaplaceDerivatives:
+    """:func:`laplace_gradient` for one vector-valued term (k > 1 random effects per level).
+
+    With ``aᵢ = Λᵀzᵢ`` (k-vectors), ``ηᵢ = oᵢ + xᵢᵀβ + aᵢᵀu_j``,
+    ``M_j = I + Σ_{i∈j} wᵢaᵢaᵢᵀ`` (the level's block of ``L Lᵀ``) and
+    ``H_j = 2I + Σ_{i∈j} dᵢ''aᵢaᵢᵀ``, the scalar formulas hold with matrices:
+    ``du_j/dt = −H_j⁻¹ G_jt``, ``G_jt = Σ_{i∈j} dᵢ''aᵢ ∂ηᵢ/∂t + [t = θ_r] Σ_{i∈j} dᵢ' ∂aᵢ/∂θ_r``,
+    and ``df/dt = Σᵢ cᵢ ∂ηᵢ/∂t + [t = θ_r] Σᵢ (2wᵢM_j⁻¹aᵢ − dᵢ'v_j)ᵀ ∂aᵢ/∂θ_r`` with
+    ``qᵢ = aᵢᵀM_j⁻¹aᵢ``, ``v_j = H_j⁻¹(s_j + Σ_{i∈j} wᵢ'qᵢaᵢ)`` and
+    ``cᵢ = dᵢ' + wᵢ'qᵢ − dᵢ''aᵢᵀv_j``. θ_r is the entry ``(rows_r, cols_r)``
+    of Λ, so ``∂ηᵢ/∂θ_r = zᵢ[rows_r] u_j[cols_r]`` at fixed u and
+    ``∂aᵢ/∂θ_r = zᵢ[rows_r] e_{cols_r}``.
+    """
+    fam = resp.family
+    st = fit.state
+    codes, J, k, tm = term.codes, term.nlevels, term.k, term.tmap
+    Z = term.Z
+    A = Z @ tm.Lambda(fit.theta)  # row i: aᵢ = Λᵀzᵢ
+    mu, me = st.mu, st.mu_eta
+    V = fam.variance(mu)
+    me2 = fam.link.mu_eta_deriv(st.eta)
+    dV_V = fam.variance_deriv(mu) / V
+    pw_r_V = resp.pw * (resp.y - mu) / V
+    w = st.sqrtw * st.sqrtw
+    d1 = -2.0 * pw_r_V * me
+    d2 = 2.0 * w - 2.0 * pw_r_V * (me2 - me * me * dV_V)
+    w1 = w * (2.0 * me2 / me - me * dV_V)
+    U = fit.u.reshape(J, k)
+    AA = A[:, :, None] * A[:, None, :]
+    eye = np.eye(k)
+    M = eye + _level_matrices(term, w[:, None, None] * AA)
+    H = 2.0 * eye + _level_matrices(term, d2[:, None, None] * AA)
+    MA = np.einsum("nij,nj->ni", np.linalg.inv(M)[codes], A)  # M_j⁻¹ aᵢ
+    q = np.einsum("ni,ni->n", A, MA)
+    r = term.sum_by_level((d1[:, None] * A).T).T + 2.0 * U + term.sum_by_level(((w1 * q)[:, None] * A).T).T
+    v = np.linalg.solve(H, r[:, :, None])[:, :, 0]
+    c = d1 + w1 * q - d2 * np.einsum("ni,ni->n", A, v[codes])
+    n_theta, p = tm.size, X.shape[1]
+    E = np.empty((len(codes), n_theta + p))  # ∂η/∂(θ, β) at fixed u
+    E[:, :n_theta] = Z[:, tm.rows] * U[codes][:, tm.cols]
+    E[:, n_theta:] = X
+    grad = c @ E
+    Bv = 2.0 * w[:, None] * MA - d1[:, None] * v[codes]
+    grad[:n_theta] += np.einsum("nr,nr->r", Bv[:, tm.cols], Z[:, tm.rows])
+    G = _level_matrices(term, (d2[:, None] * A)[:, :, None] * E[:, None, :])
+    dA = term.sum_by_level((d1[:, None] * Z[:, tm.rows]).T).T  # (J, n_theta): Σ dᵢ' zᵢ[rows_r]
+    G[:, tm.cols, np.arange(n_theta)] += dA
+    du = -np.linalg.solve(H, G)
+    return LaplaceDerivatives(grad=grad, du=du.reshape(J * k, n_theta + p), profiled=None)
 
 
 def gh_rule(k: int) -> tuple[np.ndarray, np.ndarray]:

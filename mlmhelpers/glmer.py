@@ -628,7 +628,7 @@ class _FiniteDifferences:
 
 
 class _ExactGradient(_FiniteDifferences):
-    """Stage 2's derivatives from the exact gradient (:func:`laplace_gradient`; one scalar term).
+    """Stage 2's derivatives from the exact gradient (:func:`laplace_gradient`; one term).
 
     ``gradient`` costs no PIRLS solve beyond the one at ``x``; ``hessian`` is
     the central difference of exact gradients, 2d solves, and free of the
@@ -804,6 +804,11 @@ def _stage1_scalar(model: GlmerModel, t0: float, xtol: float = 1e-4) -> tuple[fl
         return None
 
 
+def _has_exact_gradient(model: GlmerModel) -> bool:
+    """Whether :func:`laplace_gradient` applies: the Laplace approximation and one random-effects term."""
+    return model.nAGQ == 1 and len(model.pred.terms) == 1
+
+
 def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> GlmerOptim:
     """lme4's two stages: θ with β by PIRLS, then (θ, β) jointly.
 
@@ -811,7 +816,7 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
     by the root of its exact slope (:func:`_stage1_scalar`), else bounded
     Brent for one parameter and L-BFGS-B for several. Stage 2 minimises the
     Laplace/AGQ deviance over (θ, β) from there by quasi-Newton steps:
-    gradients exact (one scalar term, Laplace: :func:`laplace_gradient`) or
+    gradients exact (one term, Laplace: :func:`laplace_gradient`) or
     by central differences (step 1e-4, lme4's ``deriv12``), BFGS updates of a
     Hessian that starts from the curvature of θ and ``2 R_X R_Xᵀ`` for β. The
     Hessian for ``vcov`` (central differences of the exact gradient, or of
@@ -868,7 +873,7 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
     fx, ux = f2(x, None)
     if not np.isfinite(fx):
         raise PIRLSError("PIRLS failed at the starting values of the second optimisation stage.")
-    exact = model.nAGQ == 1 and _scalar_term(model.pred) is not None
+    exact = _has_exact_gradient(model)
     deriv = _ExactGradient(model, h) if exact else _FiniteDifferences(model, h)
     converged, message, H = False, "", None
     with np.errstate(all="ignore"):
@@ -1050,7 +1055,7 @@ def glmer(formula: str, data: pd.DataFrame, family="binomial", nAGQ: int = 1, we
     with β estimated inside PIRLS (lme4's ``nAGQ = 0`` stage), then over
     (θ, β) jointly, here by quasi-Newton steps (lme4 uses bobyqa then
     Nelder–Mead). ``vcov`` uses the Hessian of that last stage, as lme4's
-    default. For a single scalar random-effects term with the Laplace
+    default. For a single random-effects term with the Laplace
     approximation, the derivatives are exact (the implicit-function gradient
     of :func:`~mlmhelpers.glm_response.laplace_gradient`; the Hessian is its
     central difference), so the optimum and the standard errors do not
