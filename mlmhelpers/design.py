@@ -189,10 +189,9 @@ class RandomEffectsTerm:
 
         Data usually come grouped (the rows of a level next to each other):
         then the sums of the runs of equal codes (``np.add.reduceat``, a tight
-        loop over contiguous memory) are added up by level, several times
-        faster than ``np.bincount`` over all rows, which on grouped rows makes
-        each addition wait for the previous one to the same bin. Ungrouped rows
-        use ``np.bincount``.
+        loop over contiguous memory) are added up by level. ``np.bincount``
+        over all rows is slower there: on grouped rows each addition waits for
+        the previous one to the same bin. Ungrouped rows use ``np.bincount``.
         """
         values = np.asarray(values, dtype=float)
         J = self.nlevels

@@ -448,9 +448,6 @@ class GlmerModel:
             return agq_deviance(self.pred, self.resp, fit, self.nAGQ, self.codes, self.n_levels)
         return laplace_deviance(self.resp, fit)
 
-    def deviance_stage2(self, x: np.ndarray) -> float:
-        return self.deviance_stage2_u(x, None)[0]
-
     def deviance_stage2_u(self, x: np.ndarray, u0: np.ndarray | None) -> tuple[float, np.ndarray | None]:
         """The deviance at ``x = (θ, β)`` and the conditional modes, PIRLS started from ``u0``
         (None: the last modes found); ``(inf, None)`` where PIRLS fails."""
@@ -934,8 +931,8 @@ def _optimize(model: GlmerModel, beta0: np.ndarray, theta0: np.ndarray) -> Glmer
 def glm_start(X: np.ndarray, resp: GLMResponse, maxit: int = 50) -> np.ndarray:
     """β of the GLM without random effects (IRLS from R's ``mustart``), the stage-1 start.
 
-    Each IRLS step solves the weighted normal equations (a fifth of the cost of
-    a least-squares solve by SVD; squaring X's condition number only matters
+    Each IRLS step solves the weighted normal equations (cheaper than a
+    least-squares solve by SVD; squaring X's condition number only matters
     for the start's last digits), by least squares if they are singular.
     """
     eta = resp.start_eta()

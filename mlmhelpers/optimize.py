@@ -30,30 +30,26 @@ class OptimResult:
     theta_search: np.ndarray | None = None
 
 
-def central_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
-    """``f(θ)`` and its central-difference gradient (relative step 1e-5)."""
+def _difference_gradient(f, theta: np.ndarray, rel_step: float, central: bool) -> tuple[float, np.ndarray]:
     theta = np.asarray(theta, dtype=float)
     val = f(theta)
     g = np.empty(theta.size)
     for i in range(theta.size):
-        h = 1e-5 * max(1.0, abs(theta[i]))
+        h = rel_step * max(1.0, abs(theta[i]))
         e = np.zeros(theta.size)
         e[i] = h
-        g[i] = (f(theta + e) - f(theta - e)) / (2 * h)
+        g[i] = (f(theta + e) - f(theta - e)) / (2 * h) if central else (f(theta + e) - val) / h
     return val, g
+
+
+def central_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """``f(θ)`` and its central-difference gradient (relative step 1e-5)."""
+    return _difference_gradient(f, theta, 1e-5, central=True)
 
 
 def forward_gradient(f, theta: np.ndarray) -> tuple[float, np.ndarray]:
     """``f(θ)`` and a forward-difference gradient (step 1e-8 · max(1, |θ_i|)): cheap, for the search."""
-    theta = np.asarray(theta, dtype=float)
-    val = f(theta)
-    g = np.empty(theta.size)
-    for i in range(theta.size):
-        h = 1e-8 * max(1.0, abs(theta[i]))
-        e = np.zeros(theta.size)
-        e[i] = h
-        g[i] = (f(theta + e) - val) / h
-    return val, g
+    return _difference_gradient(f, theta, 1e-8, central=False)
 
 
 def _convergence_check(fg, theta: np.ndarray, lower: np.ndarray, tol: float = 2e-3,
